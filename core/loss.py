@@ -1,0 +1,85 @@
+"""DINO's cross-entropy between a centred, sharpened teacher and the student, with the two
+quantities that tell collapse modes apart: the target entropy h(P_t) and KL(P_t || P_s).
+
+H(P_t, P_s) = h(P_t) + KL(P_t || P_s), so both come out of the same computation as the loss.
+Sharpening-only collapse drives h(P_t) to 0, centering-only collapse drives it to ln K, and in
+both KL goes to 0 (the paper's section 5.3).
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class DINOLoss(nn.Module):
+    """Loss over every (teacher global view, other student view) pair, averaged over the pairs.
+
+    ``center_momentum`` and ``student_temp`` are hard-coded in the reference code; here they are
+    parameters, and ``centering=False`` removes the center altogether (it stays at zero).
+    A ``teacher_temp`` of 0 makes the targets one-hot at the argmax of the centred teacher logits.
+    """
+
+    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
+                 centering: bool = True):
+        super().__init__()
+        self.student_temp = student_temp
+        self.center_momentum = center_momentum
+        self.centering = centering
+        self.register_buffer("center", torch.zeros(1, out_dim))
+        self.target_entropy = torch.tensor(float("nan"))
+        self.kl = torch.tensor(float("nan"))
+
+    def forward(self, student_output: Tensor, teacher_output: Tensor, teacher_temp: float) -> Tensor:
+        """``student_output``: all views stacked along the batch, the two global views first;
+        ``teacher_output``: the two global views. Updates the center after computing the loss."""
+        batch = teacher_output.shape[0] // 2
+        if teacher_output.shape[0] != 2 * batch or student_output.shape[0] % batch:
+            raise ValueError(f"teacher_output has {teacher_output.shape[0]} rows and student_output "
+                             f"{student_output.shape[0]}: expected 2*B teacher rows and n_views*B student rows")
+        student_logp = F.log_softmax(student_output.float() / self.student_temp, dim=-1).chunk(
+            student_output.shape[0] // batch)
+        teacher_p = self.targets(teacher_output, teacher_temp).chunk(2)
+
+        total, terms = 0.0, 0
+        for t, p_t in enumerate(teacher_p):
+            for s, logp_s in enumerate(student_logp):
+                if s == t:
+                    continue  # a view is never its own target
+                total = total + torch.sum(-p_t * logp_s, dim=-1).mean()
+                terms += 1
+        loss = total / terms
+        with torch.no_grad():
+            # each teacher view is paired with the same number of student views, so the mean over
+            # pairs of h(P_t) is the mean over both teacher views
+            self.target_entropy = torch.stack([_entropy(p) for p in teacher_p]).mean()
+            self.kl = loss.detach() - self.target_entropy
+        self.update_center(teacher_output)
+        return loss
+
+    @torch.no_grad()
+    def targets(self, teacher_output: Tensor, teacher_temp: float) -> Tensor:
+        """P_t = softmax((g_t - c) / tau_t), or one-hot argmax targets when tau_t = 0."""
+        centred = teacher_output.float() - self.center
+        if teacher_temp == 0:
+            return F.one_hot(centred.argmax(dim=-1), centred.shape[-1]).float()
+        return F.softmax(centred / teacher_temp, dim=-1)
+
+    @torch.no_grad()
+    def update_center(self, teacher_output: Tensor) -> None:
+        """c <- m c + (1 - m) mean of the raw teacher logits over the batch, both views and all ranks."""
+        if not self.centering:
+            return
+        batch_center = teacher_output.float().sum(dim=0, keepdim=True)
+        count = teacher_output.shape[0]
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(batch_center)
+            count *= dist.get_world_size()
+        batch_center = batch_center / count
+        self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)
+
+
+def _entropy(p: Tensor) -> Tensor:
+    """Batch-mean Shannon entropy in nats; 0 log 0 counts as 0 (one-hot targets have h = 0)."""
+    return -(p * torch.log(p.clamp_min(1e-30))).sum(dim=-1).mean()
