@@ -1,0 +1,309 @@
+"""One whole DINO training: data, student and teacher, the loop, checkpoints, k-NN at the end.
+
+``train(config, out_dir, callback)`` is the library entry; ``python -m core.train --profile tiny``
+runs one training from the shell. Metrics leave through ``callback(kind, step, metrics)`` with
+``kind`` one of ``"iteration"`` (every ``log_every`` iterations, step = global iteration),
+``"epoch"`` (step = epochs completed) and ``"knn"`` (step = epochs completed), so ``core/``
+never imports a tracker. A restarted ``train`` on the same ``out_dir`` resumes from its
+checkpoint and ends with exactly the metrics of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable, Mapping
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from core.augment import MultiCropAugmentation, eval_views
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.config import ConfigError, DINOConfig, parse_value
+from core.data import DataSplits, build_data
+from core.distributed import DistEnv, all_reduce_mean, gather_strided_rows, init_distributed
+from core.knn import knn_accuracy
+from core.loss import DINOLoss
+from core.model import MultiCropNetwork, build_network
+from core.profiles import PROFILES, profile_config
+from core.schedules import Schedules
+from core.teacher import teacher_update
+
+Callback = Callable[[str, int, Mapping[str, float]], None]
+CHECKPOINT = "checkpoint.pth"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stops instead of corrupting the checkpoint."""
+
+
+class ResumeMismatchError(RuntimeError):
+    """The run folder holds a checkpoint of a different config."""
+
+
+def train(config: DINOConfig, out_dir: str | Path, callback: Callback | None = None,
+          progress: bool = True) -> dict[str, float]:
+    """Train (or resume) the run in ``out_dir`` and return its final metrics and k-NN accuracy."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    emit = callback or (lambda kind, step, metrics: None)
+    env = init_distributed()
+    if config.batch_size % env.world_size:
+        raise ConfigError(f"batch_size={config.batch_size} is not divisible by the "
+                          f"{env.world_size} processes; choose a multiple of the world size")
+    data = build_data(config.data)
+    run = _Run(config, data, env)
+    start_epoch = run.resume(out_dir / CHECKPOINT)
+    show = progress and env.is_main and sys.stderr.isatty()  # bars only for a person watching
+    started = time.time()
+    knn: dict[str, float] = {}
+    epoch_metrics: dict[str, float] = {}
+    for epoch in range(start_epoch, config.epochs):
+        epoch_metrics = run.train_epoch(epoch, emit, show)
+        emit("epoch", epoch + 1, epoch_metrics)
+        if env.is_main:
+            print(_summary_line(epoch + 1, config.epochs, epoch_metrics), flush=True)
+        last = epoch + 1 == config.epochs
+        if last or (config.eval.every_epochs and (epoch + 1) % config.eval.every_epochs == 0):
+            knn = run.evaluate(show)
+            emit("knn", epoch + 1, knn)
+        run.save(out_dir / CHECKPOINT, epoch + 1, {"knn": knn, "metrics": epoch_metrics} if last else {})
+    if not knn:  # resumed after the last epoch: the result is in the checkpoint
+        knn, epoch_metrics = run.final["knn"], run.final["metrics"]
+    return {**{f"knn_{k}": v for k, v in knn.items()},
+            **{k: epoch_metrics[k] for k in ("loss", "target_entropy", "kl") if k in epoch_metrics},
+            "epochs": config.epochs, "train_seconds": time.time() - started}
+
+
+class _Run:
+    """The state of one training: models, loss, optimizer, schedules and data order."""
+
+    def __init__(self, config: DINOConfig, data: DataSplits, env: DistEnv):
+        self.config, self.data, self.env = config, data, env
+        device = env.device
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        student = build_network(config.backbone, config.head, data.channels,
+                                config.backbone.drop_path_rate).to(device)
+        self.teacher = build_network(config.backbone, config.head, data.channels, 0.0).to(device)
+        self.teacher.load_state_dict(student.state_dict())
+        self.teacher.requires_grad_(False)
+        self.student_module = student
+        self.student = (DistributedDataParallel(student, device_ids=[device] if device.type == "cuda" else None)
+                        if env.world_size > 1 else student)
+        self.loss = DINOLoss(config.head.out_dim, config.loss.student_temp,
+                             config.loss.center_momentum, config.loss.centering).to(device)
+        self.strategy = teacher_update(config.teacher.update)
+        self.optimizer = torch.optim.AdamW(_param_groups(student), fused=device.type == "cuda")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+
+        self.sampler = DistributedSampler(data.train, num_replicas=env.world_size, rank=env.rank,
+                                          shuffle=True, seed=config.seed, drop_last=True)
+        per_rank = config.batch_size // env.world_size
+        self.loader = DataLoader(data.train, batch_size=per_rank, sampler=self.sampler, drop_last=True,
+                                 num_workers=config.data.num_workers, pin_memory=device.type == "cuda",
+                                 persistent_workers=config.data.num_workers > 0)
+        if len(self.loader) == 0:
+            raise ConfigError(f"batch_size={config.batch_size} exceeds the {len(data.train)} training "
+                              "images: lower batch_size or raise data.train_subset")
+        self.iters_per_epoch = len(self.loader)
+        self.schedules = Schedules(config, self.iters_per_epoch)
+        self.augment = MultiCropAugmentation(config.crops, data.mean, data.std)
+        self.augment_rng = torch.Generator().manual_seed(config.seed * 1009 + env.rank)
+        torch.manual_seed(config.seed * 1009 + env.rank)  # drop-path differs per rank, like data
+        self.final: dict[str, dict[str, float]] = {}  # k-NN and metrics of a finished run
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.env.device.type, dtype=self.autocast_dtype)
+
+    def train_epoch(self, epoch: int, emit: Callback, show: bool) -> dict[str, float]:
+        config, device = self.config, self.env.device
+        self.sampler.set_epoch(epoch)
+        self.student.train()
+        self.strategy.on_epoch_start(self.teacher, self.student_module)
+        teacher_temp = self.schedules.teacher_temp[epoch]
+        sums = torch.zeros(3, device=device)  # loss, h(P_t), KL
+        started = time.time()
+        batches = tqdm(self.loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                       disable=not show, dynamic_ncols=True)
+        for i, (images, _) in enumerate(batches):
+            it = epoch * self.iters_per_epoch + i
+            lr, wd = self.schedules.lr[it], self.schedules.weight_decay[it]
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+                group["weight_decay"] = wd if group["regularized"] else 0.0
+            views = self.augment(images.to(device, non_blocking=True), self.augment_rng)
+            with self._autocast():
+                with torch.no_grad():
+                    teacher_out = self.teacher(views[:2])
+                student_out = self.student(views)
+            loss = self.loss(student_out, teacher_out, teacher_temp)
+            if not math.isfinite(loss.item()):
+                raise NonFiniteLossError(
+                    f"loss is {loss.item()} at epoch {epoch + 1}, iteration {it}: training stopped. "
+                    "Lower optim.lr, raise optim.warmup_epochs, or use precision = 'fp32' / 'bf16' "
+                    "instead of 'fp16'.")
+            self._step(loss, epoch)
+            momentum = self.schedules.momentum[it]
+            self.strategy.after_step(self.teacher, self.student_module, momentum)
+
+            stats = torch.stack([loss.detach(), self.loss.target_entropy, self.loss.kl])
+            sums += stats
+            if it % config.log_every == 0:
+                values = stats.tolist()
+                emit("iteration", it, {"loss": values[0], "target_entropy": values[1], "kl": values[2],
+                                       "lr": lr, "weight_decay": wd, "momentum": momentum,
+                                       "teacher_temp": teacher_temp,
+                                       "center_norm": self.loss.center.norm().item()})
+                batches.set_postfix(loss=f"{values[0]:.3f}", h=f"{values[1]:.2f}", kl=f"{values[2]:.3f}")
+        means = all_reduce_mean(sums / self.iters_per_epoch).tolist()
+        seconds = time.time() - started
+        return {"loss": means[0], "target_entropy": means[1], "kl": means[2], "lr": lr,
+                "weight_decay": wd, "momentum": momentum, "teacher_temp": teacher_temp,
+                "center_norm": self.loss.center.norm().item(), "epoch_seconds": seconds,
+                "images_per_second": self.iters_per_epoch * self.config.batch_size / seconds}
+
+    def _step(self, loss: torch.Tensor, epoch: int) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.optim.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            clip_gradients_per_parameter(self.student_module, self.config.optim.clip_grad)
+        if epoch < self.config.head.freeze_last_layer:
+            for p in self.student_module.head.last_layer.parameters():
+                p.grad = None
+        self.strategy.before_step(self.teacher, self.student_module)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    @torch.no_grad()
+    def evaluate(self, show: bool) -> dict[str, float]:
+        """Weighted k-NN of the teacher's backbone features: train split as memory, test as queries."""
+        backbone = self.teacher.backbone.eval()
+        memory, memory_labels = self._features(backbone, self.data.memory, show)
+        queries, query_labels = self._features(backbone, self.data.queries, show)
+        ev = self.config.eval
+        return knn_accuracy(memory, memory_labels, queries, query_labels, self.data.num_classes,
+                            ev.knn_k, ev.knn_temperature, ev.chunk_size)
+
+    def _features(self, backbone: nn.Module, dataset: Dataset, show: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        env, config = self.env, self.config
+        shard = Subset(dataset, range(env.rank, len(dataset), env.world_size))
+        loader = DataLoader(shard, batch_size=max(256, config.batch_size // env.world_size),
+                            num_workers=config.data.num_workers)
+        features, labels = [], []
+        for images, targets in tqdm(loader, desc="k-NN features", leave=False, disable=not show):
+            x = eval_views(images.to(env.device), config.crops.global_size, config.data.eval_crop,
+                           self.data.mean, self.data.std)
+            with self._autocast():
+                features.append(backbone(x).float())
+            labels.append(targets.to(env.device))
+        return (gather_strided_rows(torch.cat(features), len(dataset), env),
+                gather_strided_rows(torch.cat(labels), len(dataset), env))
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def save(self, path: Path, epochs_done: int, final: dict[str, dict[str, float]]) -> None:
+        if not self.env.is_main:
+            return
+        state = {
+            "config": json.dumps(self.config.to_dict(), sort_keys=True),
+            "epoch": epochs_done,
+            "iteration": epochs_done * self.iters_per_epoch,
+            "student": self.student_module.state_dict(),
+            "teacher": self.teacher.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "loss": self.loss.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "augment": self.augment_rng.get_state(),
+                    **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})},
+            "final": final,
+        }
+        save_checkpoint(path, state)
+
+    def resume(self, path: Path) -> int:
+        """Restore a checkpoint if ``path`` holds one; return the first epoch still to train."""
+        state = load_checkpoint(path)
+        if state is None:
+            return 0
+        if state["config"] != json.dumps(self.config.to_dict(), sort_keys=True):
+            raise ResumeMismatchError(
+                f"{path} was written by a different config; resume with the same config, "
+                "or give this run a new output folder (or delete the checkpoint to start over)")
+        self.student_module.load_state_dict(state["student"])
+        self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.loss.load_state_dict(state["loss"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.augment_rng.set_state(state["rng"]["augment"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.final = state["final"]
+        return int(state["epoch"])
+
+
+def _param_groups(model: nn.Module) -> list[dict]:
+    """Biases and 1-D parameters (norms, gains) get no weight decay, as in the reference."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if name.endswith(".bias") or p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "regularized": True}, {"params": no_decay, "regularized": False}]
+
+
+@torch.no_grad()
+def clip_gradients_per_parameter(model: nn.Module, max_norm: float) -> None:
+    """Each parameter's gradient is rescaled to norm <= max_norm on its own (the reference's
+    per-parameter clipping, not torch's global-norm clipping)."""
+    for p in model.parameters():
+        if p.grad is not None:
+            norm = p.grad.norm(2)
+            p.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+
+
+def _summary_line(epoch: int, epochs: int, m: Mapping[str, float]) -> str:
+    return (f"epoch {epoch}/{epochs}  loss {m['loss']:.4f}  h(P_t) {m['target_entropy']:.3f}  "
+            f"KL {m['kl']:.4f}  lr {m['lr']:.2e}  tau_t {m['teacher_temp']:.3f}  "
+            f"{m['epoch_seconds']:.1f}s ({m['images_per_second']:.0f} img/s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.train",
+                                     description="Train one DINO run and report its k-NN accuracy.")
+    parser.add_argument("--profile", default="tiny", choices=sorted(PROFILES))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set teacher.momentum=0.99 (repeatable)")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/train/<profile>)")
+    args = parser.parse_args(argv)
+    try:
+        overrides = dict(_split_assignment(a) for a in args.set)
+        config = profile_config(args.profile, overrides)
+    except ConfigError as error:
+        parser.error(str(error))
+    out = Path(args.out or f"runs/train/{args.profile}")
+    result = train(config, out)
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    print(f"k-NN top-1 {result['knn_top1']:.2f}%  top-5 {result['knn_top5']:.2f}%  "
+          f"({result['train_seconds']:.0f}s) -> {out / 'result.json'}")
+    return 0
+
+
+def _split_assignment(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ConfigError(f"--set {text!r} needs the form key=value, e.g. --set epochs=20")
+    return key.strip(), parse_value(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
