@@ -18,7 +18,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Optional, Tuple
+from typing import Any, Literal, Mapping, Tuple
 
 TEACHER_UPDATES = ("momentum", "previous_epoch", "previous_iter", "student_copy")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -202,9 +202,13 @@ class EvalConfig:
     knn_temperature: float = 0.07
     every_epochs: int = 0  # 0 = only at the end of training
     chunk_size: int = 1024  # test rows scored at once: bounds memory
+    max_memory: int = 0  # 0 = the whole train split as memory bank; N = a fixed random N of it
+    max_queries: int = 0  # 0 = the whole test split as queries; N = a fixed random N of it
 
     def validate(self) -> None:
         _positive(self, "knn_k", "chunk_size")
+        if self.max_memory < 0 or self.max_queries < 0:
+            raise ConfigError("eval.max_memory and eval.max_queries must be >= 0 (0 = the whole split)")
         if self.knn_temperature <= 0:
             raise ConfigError(f"eval.knn_temperature={self.knn_temperature} must be > 0")
         if self.every_epochs < 0:

@@ -21,18 +21,18 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from core.augment import MultiCropAugmentation, eval_views
+from core.augment import MultiCropAugmentation
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.config import ConfigError, DINOConfig, parse_value
 from core.data import DataSplits, build_data
-from core.distributed import DistEnv, all_reduce_mean, gather_strided_rows, init_distributed
-from core.knn import knn_accuracy
+from core.distributed import DistEnv, all_reduce_mean, init_distributed
+from core.evaluate import knn_evaluate
 from core.loss import DINOLoss
-from core.model import MultiCropNetwork, build_network
+from core.model import build_network
 from core.profiles import PROFILES, profile_config
 from core.schedules import Schedules
 from core.teacher import teacher_update
@@ -186,30 +186,10 @@ class _Run:
         self.scaler.step(self.optimizer)
         self.scaler.update()
 
-    @torch.no_grad()
     def evaluate(self, show: bool) -> dict[str, float]:
-        """Weighted k-NN of the teacher's backbone features: train split as memory, test as queries."""
-        backbone = self.teacher.backbone.eval()
-        memory, memory_labels = self._features(backbone, self.data.memory, show)
-        queries, query_labels = self._features(backbone, self.data.queries, show)
-        ev = self.config.eval
-        return knn_accuracy(memory, memory_labels, queries, query_labels, self.data.num_classes,
-                            ev.knn_k, ev.knn_temperature, ev.chunk_size)
-
-    def _features(self, backbone: nn.Module, dataset: Dataset, show: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        env, config = self.env, self.config
-        shard = Subset(dataset, range(env.rank, len(dataset), env.world_size))
-        loader = DataLoader(shard, batch_size=max(256, config.batch_size // env.world_size),
-                            num_workers=config.data.num_workers)
-        features, labels = [], []
-        for images, targets in tqdm(loader, desc="k-NN features", leave=False, disable=not show):
-            x = eval_views(images.to(env.device), config.crops.global_size, config.data.eval_crop,
-                           self.data.mean, self.data.std)
-            with self._autocast():
-                features.append(backbone(x).float())
-            labels.append(targets.to(env.device))
-        return (gather_strided_rows(torch.cat(features), len(dataset), env),
-                gather_strided_rows(torch.cat(labels), len(dataset), env))
+        """Weighted k-NN of the teacher's backbone features (the paper evaluates the teacher)."""
+        return knn_evaluate(self.teacher.backbone, self.data, self.config, self.env,
+                            self._autocast, show)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save(self, path: Path, epochs_done: int, final: dict[str, dict[str, float]]) -> None:

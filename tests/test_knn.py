@@ -1,7 +1,6 @@
 """Weighted k-NN against answers computed by hand."""
 import math
 
-import pytest
 import torch
 
 from core.knn import knn_accuracy, knn_classify

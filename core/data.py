@@ -1,0 +1,153 @@
+"""Real image data sets as uint8 tensors, ready for the batched augmentation in ``core.augment``.
+
+Data sets return uint8 images, not normalised floats: uint8 batches are 4x smaller to collate
+and move to the device, and all random cropping happens later, batched, on the device.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gzip
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset, Subset
+from torchvision.datasets import ImageFolder
+from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.transforms.v2.functional import center_crop, resize
+
+from core.config import ConfigError, DataConfig
+
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The data set's files are not where the config says; the message says how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSplits:
+    """What pre-training and the k-NN evaluation need from a data set."""
+
+    train: Dataset  # images to pre-train on (possibly a fixed subset of the train split)
+    memory: Dataset  # the full train split: the k-NN memory bank
+    queries: Dataset  # the test / val split: the k-NN queries
+    num_classes: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+class TensorImageDataset(Dataset):
+    """A whole split held in memory as uint8 ``images`` (N, C, H, W) and int64 ``targets`` (N,)."""
+
+    def __init__(self, images: Tensor, targets: Tensor):
+        self.images, self.targets = images, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.images[index], int(self.targets[index])
+
+
+def build_data(cfg: DataConfig) -> DataSplits:
+    """The splits ``cfg`` names; raises ``DataNotFoundError`` before reading anything if files are
+    missing, and ``ConfigError`` if ``cfg.train_subset`` exceeds the train split."""
+    if cfg.name == "fashion_mnist":
+        splits = _fashion_mnist(cfg)
+    elif cfg.name == "imagefolder":
+        splits = _image_folder(cfg)
+    else:
+        raise ConfigError(f"data.name={cfg.name!r} is unknown")
+    if cfg.train_subset:
+        total = len(splits.memory)
+        if cfg.train_subset > total:
+            raise ConfigError(f"data.train_subset={cfg.train_subset} exceeds the {total} train images; "
+                              "lower it or set 0 for all")
+        # Seeded with 0, not the run seed: every run of a study pre-trains on the same images.
+        picked = torch.randperm(total, generator=torch.Generator().manual_seed(0))[:cfg.train_subset]
+        splits = dataclasses.replace(splits, train=Subset(splits.memory, picked.sort().values.tolist()))
+    return splits
+
+
+def read_idx(path: str | Path) -> Tensor:
+    """An IDX file (the MNIST format, optionally gzipped) as a uint8 tensor of its dimensions."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (magic {data[:4].hex()}, "
+                         "expected 000008xx)")
+    ndim = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    count = math.prod(shape)
+    if len(data) - offset != count:
+        raise ValueError(f"{path} holds {len(data) - offset} bytes of data, its header says {count}")
+    return torch.frombuffer(bytearray(data[offset:]), dtype=torch.uint8).reshape(shape)
+
+
+def _fashion_mnist(cfg: DataConfig) -> DataSplits:
+    root = Path(cfg.path or "/usr/share/datasets/fashion-mnist")
+    missing = [name for pair in FASHION_MNIST_FILES.values() for name in pair if not (root / name).is_file()]
+    if missing:
+        raise DataNotFoundError(
+            f"Fashion-MNIST not found: {', '.join(missing)} missing in {root}. Install it with "
+            "`apt-get install -y dataset-fashion-mnist` (Debian) or set data.path to the folder "
+            "holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+            "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz")
+
+    def split(images_file: str, labels_file: str) -> TensorImageDataset:
+        images = read_idx(root / images_file).unsqueeze(1)
+        if images.shape[-1] != cfg.load_size:
+            images = _resize_uint8(images, cfg.load_size)
+        return TensorImageDataset(images, read_idx(root / labels_file).long())
+
+    train = split(*FASHION_MNIST_FILES["train"])
+    return DataSplits(train=train, memory=train, queries=split(*FASHION_MNIST_FILES["test"]),
+                      num_classes=10, channels=1, mean=FASHION_MNIST_STATS[0], std=FASHION_MNIST_STATS[1])
+
+
+def _resize_uint8(images: Tensor, size: int) -> Tensor:
+    resized = F.interpolate(images.float(), size=(size, size), mode="bicubic", align_corners=False,
+                            antialias=True)
+    return resized.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _image_folder(cfg: DataConfig) -> DataSplits:
+    root = Path(cfg.path)
+    layout = f"expected {root}/train/<class>/* and {root}/val/<class>/*; set data.path (--data)"
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise DataNotFoundError(f"ImageFolder split {root / split} not found: {layout}")
+    loader = functools.partial(load_square, size=cfg.load_size)
+    try:
+        train, val = (ImageFolder(str(root / split), loader=loader) for split in ("train", "val"))
+    except FileNotFoundError as error:  # a split without class folders or without images
+        raise DataNotFoundError(f"{error}: {layout}") from error
+    if train.classes != val.classes:
+        raise DataNotFoundError(f"train/ has classes {train.classes[:5]}... but val/ has "
+                                f"{val.classes[:5]}...; both need the same class folders: {layout}")
+    return DataSplits(train=train, memory=train, queries=val, num_classes=len(train.classes),
+                      channels=3, mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1])
+
+
+def load_square(path: str, size: int) -> Tensor:
+    """An image file as a uint8 RGB (3, size, size) tensor: shorter side resized to ``size``,
+    centre square kept.
+
+    Random-resized crops are then taken from this square, not from the full image as in the
+    reference, so content beyond the square (the long side's ends) is never seen. It makes every
+    item the same shape, so batches collate into one tensor for the batched augmentation.
+    """
+    image = decode_image(read_file(path), mode=ImageReadMode.RGB)
+    return center_crop(resize(image, [size], antialias=True), [size, size])

@@ -1,0 +1,62 @@
+"""Weighted k-NN evaluation of a frozen backbone: train split as memory bank, test split as queries.
+
+Each process extracts features for a strided shard of the images and the shards are gathered,
+so the cost is split over all GPUs; every rank then scores the same full feature sets.
+"""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+from core.augment import eval_views
+from core.config import DINOConfig
+from core.data import DataSplits
+from core.distributed import DistEnv, gather_strided_rows
+from core.knn import knn_accuracy
+
+
+@torch.no_grad()
+def knn_evaluate(backbone: nn.Module, data: DataSplits, config: DINOConfig, env: DistEnv,
+                 autocast: Callable[[], AbstractContextManager] = nullcontext,
+                 show: bool = False) -> dict[str, float]:
+    """Top-1/top-5 (percent) of weighted k-NN on ``backbone``'s L2-normalised features."""
+    backbone.eval()
+    ev = config.eval
+    memory, memory_labels = extract_features(backbone, fixed_subset(data.memory, ev.max_memory),
+                                             data, config, env, autocast, show)
+    queries, query_labels = extract_features(backbone, fixed_subset(data.queries, ev.max_queries),
+                                             data, config, env, autocast, show)
+    return knn_accuracy(memory, memory_labels, queries, query_labels, data.num_classes,
+                        ev.knn_k, ev.knn_temperature, ev.chunk_size)
+
+
+@torch.no_grad()
+def extract_features(backbone: nn.Module, dataset: Dataset, data: DataSplits, config: DINOConfig,
+                     env: DistEnv, autocast: Callable[[], AbstractContextManager] = nullcontext,
+                     show: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and labels of every image of ``dataset``, in dataset order, on every rank."""
+    shard = Subset(dataset, range(env.rank, len(dataset), env.world_size))
+    loader = DataLoader(shard, batch_size=max(256, config.batch_size // env.world_size),
+                        num_workers=config.data.num_workers)
+    features, labels = [], []
+    for images, targets in tqdm(loader, desc="k-NN features", leave=False, disable=not show):
+        x = eval_views(images.to(env.device), config.crops.global_size, config.data.eval_crop,
+                       data.mean, data.std)
+        with autocast():
+            features.append(backbone(x).float())
+        labels.append(targets.to(env.device))
+    return (gather_strided_rows(torch.cat(features), len(dataset), env),
+            gather_strided_rows(torch.cat(labels), len(dataset), env))
+
+
+def fixed_subset(dataset: Dataset, size: int) -> Dataset:
+    """The same random ``size`` items for every run and seed (0 or a size >= len: all of them)."""
+    if not size or size >= len(dataset):
+        return dataset
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))
+    return Subset(dataset, sorted(order[:size].tolist()))
