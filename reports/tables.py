@@ -1,0 +1,209 @@
+"""The study's table (one row per setting) and the combined table (one row per study), as data.
+
+``summary`` and ``combined`` compute everything as numbers (written as CSV); ``display`` and
+``combined_display`` turn them into the strings a page shows, ``latex`` and ``tabular`` into a
+booktabs table for a paper.
+Statistics use the *counted* runs only: the latest attempt of each planned run, finished, with a
+k-NN result. Failed and superseded attempts (and attempts of an older plan) are left out of the
+statistics but every attempt's cost is in the cost columns, because it was spent.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any, Sequence
+
+import pandas as pd
+
+from reports import collapse as collapse_marks
+from reports.fmt import DASH, UNITS, hours, interval, number, tex
+from reports.load import StudyResults
+from reports.stats import summarize
+from reports.verdict import Row, expected_collapse, judge, paper_scale
+from studies.spec import value_label
+
+
+def cost_unit(results: StudyResults) -> str:
+    """"gpu_hours" if the study used GPUs, else "cpu_hours": the column its tables show."""
+    return "gpu_hours" if results.runs["gpu_hours"].fillna(0).sum() > 0 else "cpu_hours"
+
+
+def summary(results: StudyResults) -> pd.DataFrame:
+    """One row per setting in declared order; see the module docstring for which runs count."""
+    runs = results.runs
+    planned = runs[runs["planned"]]
+    counted = planned[planned["counted"]]
+    records, verdict_rows = [], []
+    for setting in results.settings:
+        mine = counted[counted["setting"] == setting]
+        attempts = planned[planned["setting"] == setting]
+        top1, top5 = summarize(mine["knn_top1"]), summarize(mine["knn_top5"])
+        modes = Counter(m for m in mine["collapse"] if collapse_marks.is_collapsed(m))
+        collapsed = sum(modes.values())
+        mode = modes.most_common(1)[0][0] if modes else collapse_marks.NONE
+        paper = results.paper.get(setting)
+        config = _config_of(results, setting)
+        point = results.points[setting]
+        row = Row(setting, top1.n, top1.mean, top1.half_width, paper, collapsed * 2 > top1.n, mode,
+                  expected_collapse(paper, config), _mean(mine["kl"]),
+                  group=tuple(point[a["name"]] for a in results.axes if not a["paper"]))
+        verdict_rows.append(row)
+        records.append({
+            "setting": setting, "used": _used(results, config, point), "n": top1.n,
+            "planned": results.planned(setting),
+            "top1_mean": top1.mean, "top1_std": top1.std, "top1_ci_low": top1.ci_low, "top1_ci_high": top1.ci_high,
+            "top5_mean": top5.mean, "paper": math.nan if paper is None else paper,
+            "paper_diff": top1.mean - paper if paper is not None and paper_scale(results.plan["profile"]) else math.nan,
+            "entropy_mean": _mean(mine["target_entropy"]), "kl_mean": row.kl, "ln_k": _mean(mine["ln_k"]),
+            "collapsed_runs": collapsed, "collapse": _collapse_text(mode, collapsed, top1.n),
+            "expected_collapse": row.expected, "attempts": len(attempts),
+            "failed_attempts": int((attempts["state"] == "failed").sum()),
+            "gpu_hours": attempts["gpu_hours"].sum(min_count=1), "cpu_hours": attempts["cpu_hours"].sum(min_count=1),
+        })
+    frame = pd.DataFrame(records)
+    verdicts = judge(verdict_rows)
+    return frame.assign(verdict_status=[v.status for v in verdicts], verdict=[v.text for v in verdicts])
+
+
+def totals(results: StudyResults) -> dict[str, float]:
+    """Cost of every attempt in the ledger (planned or not, failed or not), and how many attempts
+    have no recorded cost (killed before sacred could close them, or still running)."""
+    runs = results.runs
+    return {"attempts": len(runs), "gpu_hours": runs["gpu_hours"].sum(), "cpu_hours": runs["cpu_hours"].sum(),
+            "wall_hours": runs["wall_seconds"].sum() / 3600, "unrecorded": int((~runs["cost_recorded"]).sum())}
+
+
+def display(results: StudyResults, table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Header and string rows for reading (Markdown, HTML): columns without content are dropped
+    (no "runs used" when the labels are the values, no paper columns without paper numbers)."""
+    unit = cost_unit(results)
+    axis = " × ".join(a["name"] for a in results.axes)
+    columns: list[tuple[str, Any]] = [
+        (axis, lambda r: r["setting"]),
+        ("runs used", lambda r: r["used"]),
+        ("n", lambda r: f"{r['n']}/{r['planned']}"),
+        ("k-NN top-1 (%)", lambda r: number(r["top1_mean"])),
+        ("std", lambda r: number(r["top1_std"])),
+        ("95 % CI", lambda r: interval(r["top1_ci_low"], r["top1_ci_high"])),
+        ("top-5 (%)", lambda r: number(r["top5_mean"])),
+        ("paper", lambda r: number(r["paper"], 1)),
+        ("Δ paper", lambda r: number(r["paper_diff"], signed=True)),
+        ("h(P_t)", lambda r: number(r["entropy_mean"], 3)),
+        ("KL", lambda r: number(r["kl_mean"], 3)),
+        ("collapse", lambda r: r["collapse"]),
+        (UNITS[unit], lambda r: hours(r[unit])),
+        ("verdict", lambda r: r["verdict_status"]),
+    ]
+    rows = [[str(cell(r)) for _, cell in columns] for _, r in table.iterrows()]
+    header = [name for name, _ in columns]
+    total = totals(results)
+    rows.append([f"all ({total['attempts']} attempts)"] + [""] * (len(header) - 3) + [hours(total[unit]), ""])
+    keep = [i for i, name in enumerate(header)
+            if name not in ("runs used", "paper", "Δ paper") or any(row[i] not in ("", DASH) for row in rows)]
+    return [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
+
+
+def latex(results: StudyResults, table: pd.DataFrame) -> str:
+    """A booktabs table for a paper: setting, n, top-1 ± std, 95 % CI, top-5, paper, collapse."""
+    show_paper = bool(table["paper"].notna().any())
+    show_diff = bool(table["paper_diff"].notna().any())
+    axis = " × ".join(a["name"] for a in results.axes)
+    header = [tex(axis), "$n$", r"top-1 (\%)", r"95\,\% CI", r"top-5 (\%)"]
+    header += ["paper"] * show_paper + [r"$\Delta$"] * show_diff + ["collapse"]
+    rows = []
+    for _, r in table.iterrows():
+        top1 = number(r["top1_mean"]) + (f" ± {number(r['top1_std'])}" if math.isfinite(r["top1_std"]) else "")
+        cells = [tex(r["setting"]), str(r["n"]), tex(top1), tex(interval(r["top1_ci_low"], r["top1_ci_high"])),
+                 tex(number(r["top5_mean"]))]
+        cells += [tex(number(r["paper"], 1))] * show_paper + [tex(number(r["paper_diff"], signed=True))] * show_diff
+        rows.append(cells + [tex(r["collapse"])])
+    caption = (f"{results.name}: k-NN accuracy per {axis} (profile {results.plan['profile']}; mean over seeds, "
+               f"95 % t-interval). Paper: {results.plan.get('reference') or 'none'}.")
+    return tabular(header, rows, "l" + "r" * (len(header) - 2) + "l", tex(caption), results.name)
+
+
+def tabular(header: Sequence[str], rows: Sequence[Sequence[str]], align: str, caption: str, label: str) -> str:
+    """A booktabs ``table`` of already escaped cells, ``align`` one letter per column."""
+    label = "".join(c if c.isalnum() else "-" for c in label)
+    return "\n".join([r"\begin{table}[t]", r"\centering", r"\small",
+                      rf"\begin{{tabular}}{{{align}}}", r"\toprule",
+                      " & ".join(header) + r" \\", r"\midrule", *(" & ".join(row) + r" \\" for row in rows),
+                      r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}", rf"\label{{tab:{label}}}",
+                      r"\end{table}", ""])
+
+
+def combined(studies: Sequence[tuple[str, StudyResults | None, pd.DataFrame | None]]) -> pd.DataFrame:
+    """One headline row per study, like the paper's appendix: its best setting here and in the
+    paper, how many rows agree with the paper, what collapsed, what it cost. A study without
+    results (``None``) gets a "not run" row."""
+    records = []
+    for name, results, table in studies:
+        if results is None or table is None:
+            records.append({"study": name, "profile": None, "runs": "not run"})
+            continue
+        progress = results.progress()
+        done = table[table["n"] > 0]
+        best = done.loc[done["top1_mean"].idxmax()] if len(done) else None
+        papered = table[table["paper"].notna() & (table["expected_collapse"] == "none")]
+        paper_best = papered.loc[papered["paper"].idxmax()] if len(papered) else None
+        judged = table[~table["verdict_status"].isin(["pending", "no comparison"])]
+        agree = judged["verdict_status"].isin(["matches", "collapsed as in the paper"]).sum()
+        unit = cost_unit(results)
+        records.append({
+            "study": name, "profile": results.plan["profile"], "runs": f"{progress['done']}/{progress['total']}",
+            "best_here": None if best is None else best["setting"],
+            "best_here_top1": math.nan if best is None else best["top1_mean"],
+            "best_here_ci": math.nan if best is None else (best["top1_ci_high"] - best["top1_ci_low"]) / 2,
+            "paper_best": None if paper_best is None else paper_best["setting"],
+            "paper_best_top1": math.nan if paper_best is None else paper_best["paper"],
+            "agree": int(agree), "judged": len(judged),
+            "collapsed_here": ", ".join(table.loc[table["collapse"] != "", "setting"]),
+            "collapsed_in_paper": ", ".join(table.loc[table["expected_collapse"] != "none", "setting"]),
+            "cost": totals(results)[unit], "cost_unit": unit,
+        })
+    columns = ["study", "profile", "runs", "best_here", "best_here_top1", "best_here_ci", "paper_best",
+               "paper_best_top1", "agree", "judged", "collapsed_here", "collapsed_in_paper", "cost", "cost_unit"]
+    return pd.DataFrame(records, columns=columns).astype({"agree": "Int64", "judged": "Int64"})
+
+
+def combined_display(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    header = ["study", "profile", "runs done", "best here (k-NN top-1 %, ± 95 % CI)", "paper's best",
+              "agrees with the paper", "collapsed here", "collapses in the paper", "cost"]
+    rows = []
+    for _, r in frame.iterrows():
+        if r["runs"] == "not run":
+            rows.append([r["study"], DASH, "not run"] + [""] * (len(header) - 3))
+            continue
+        best = DASH if pd.isna(r["best_here"]) else (
+            f"{r['best_here']}: {number(r['best_here_top1'])}"
+            + (f" ± {number(r['best_here_ci'])}" if math.isfinite(r["best_here_ci"]) else ""))
+        paper = DASH if pd.isna(r["paper_best"]) else f"{r['paper_best']}: {number(r['paper_best_top1'], 1)}"
+        rows.append([r["study"], r["profile"], r["runs"], best, paper,
+                     f"{int(r['agree'])} of {int(r['judged'])} rows" if r["judged"] else DASH,
+                     r["collapsed_here"] or DASH, r["collapsed_in_paper"] or DASH,
+                     f"{hours(r['cost'])} {UNITS[r['cost_unit']]}"])
+    return header, rows
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _config_of(results: StudyResults, setting: str) -> dict[str, Any]:
+    keys = results.runs.loc[results.runs["setting"] == setting, "run_key"]
+    return next((results.configs[k] for k in keys if k in results.configs), {})
+
+
+def _used(results: StudyResults, config: dict[str, Any], point: dict[str, str]) -> str:
+    """The config values behind a setting where they differ from its label (a profile's mapping:
+    the label "100" of the epochs axis runs 2 epochs on profile tiny)."""
+    used = [f"{axis['key']}={value_label(config[axis['key']])}" for axis in results.axes
+            if axis["key"] in config and value_label(config[axis["key"]]) != point[axis["name"]]]
+    return ", ".join(used)
+
+
+def _collapse_text(mode: str, collapsed: int, n: int) -> str:
+    text = collapse_marks.mark(mode)
+    return f"{text} in {collapsed} of {n}" if text and collapsed < n else text
+
+
+def _mean(values: pd.Series) -> float:
+    finite = values.dropna()
+    return float(finite.mean()) if len(finite) else math.nan
