@@ -1,0 +1,61 @@
+"""The studies engine: ``python -m studies.run NAME`` runs a study from ``ablations/``.
+
+Flow: ``spec`` loads and validates the study file; ``plan`` expands its grid x seeds into runs
+(complete trainer configs, each keyed by a hash of its canonical config); ``ledger`` (optuna)
+says which runs are done, running or failed, and ``liveness`` finds RUNNING trials whose job died;
+``launch`` submits the missing runs through submitit (SLURM job arrays, local processes, or the
+debug executor); inside each job ``job.RunJob`` trains, ``record`` records the run with sacred,
+and the job reports its outcome to the ledger. ``status`` prints the table.
+
+On-disk layout of one study's results folder (default ``runs/<study>/``; ``--results DIR``; on
+SLURM it must be on a filesystem the compute nodes share)::
+
+    <results>/
+      ledger.journal                 optuna JournalFileBackend (unless --storage URL); optuna study
+                                     named <study>, one trial per attempt of a run
+      study.json                     the study as last launched: metric, axes (labels, paper numbers),
+                                     runs (key, label, axes, seed, paper, folder name)
+      runs/<label>_<key8>/           the trainer's folder for one run (one config), shared by all its
+                                     attempts: checkpoint.pth (written every epoch; retries resume it)
+      sacred/<run_id>/               sacred FileStorageObserver folder of one attempt, run_id =
+                                     <key>-a<attempt>: run.json (status, host, git, heartbeat,
+                                     result), config.json ({"dino": config, "study": ..., "seed"}),
+                                     metrics.json, info.json, cout.txt
+      sacred/_sources/               source files sacred stored (deduplicated by hash)
+      submitit/<stamp>/<job_id>/     submitit's pickles and logs per submission: <job_id>_<task>_log.out
+                                     / .err (job_id "123_4" for task 4 of array 123; a pid locally)
+
+Watch a study live: ``optuna-dashboard <results>/ledger.journal`` (``pip install -e '.[dashboard]'``).
+Ledger trials (``optuna.load_study(study_name=<study>, storage=...)``; no params, so editing a
+study never clashes with optuna's fixed distributions): state COMPLETE with value =
+the study's metric, FAIL, or RUNNING; user attributes ``run_key``, ``run_id``, ``attempt``,
+``label`` ("m=0.9 seed=0"), ``axes`` ({axis: value label}), ``seed``, ``paper`` (the paper's number
+or None), ``profile``, ``cluster``, ``results_dir``, ``run_dir``, ``sacred_dir``, ``job_id``,
+``submitit_dir``, ``launcher_*``/``job_*``/``worker_*`` (host, pid, pid start: who owns the trial),
+and at the end ``knn_top1``, ``knn_top5``, ``loss``, ``target_entropy``, ``kl``, ``wall_seconds``,
+``gpu_hours``, ``cpu_hours``, or ``error`` (one line) on FAIL. Intermediate values: the metric at
+each evaluation. A run's state is its latest attempt's.
+
+Metrics (``metrics.json``, sacred's ``{name: {steps, values, timestamps}}``): ``iteration.<m>``
+every ``log_every`` iterations (step = global iteration) for m in loss, target_entropy, kl, lr,
+weight_decay, momentum, teacher_temp, center_norm; ``epoch.<m>`` (step = epochs done) for the same
+plus epoch_seconds, images_per_second; ``knn.top1``, ``knn.top5`` (step = epochs done). A requeued
+attempt appends to the same file and a retried run starts a new attempt folder, so an epoch may
+appear twice (the job was killed after logging it, before its checkpoint): take the last value per
+step, and read a run's curve across its attempts in attempt order.
+
+A requeue (preemption or time limit, through submitit's checkpoint) continues the attempt: same
+trial, same sacred folder, one more entry in ``info.json``'s ``segments`` (id ``<run_id>.r<k>``,
+job id, host, start, end, seconds, status REQUEUED/COMPLETED/FAILED); observers added with
+``--observer`` get one sacred run per segment, with those ids. ``info.json`` also holds
+``versions`` (python, torch, torchvision, timm, CUDA, cuDNN, devices), ``slurm`` (the job's
+SLURM_* variables) and the cost, summed over segments: ``wall_seconds``, ``gpus``, ``cpus``,
+``gpu_hours`` (GPUs x wall hours, 0 on CPU) and ``cpu_hours``; the sacred result (``run.json``)
+holds the trainer's result (knn_top1, knn_top5, loss, target_entropy, kl, epochs, train_seconds)
+plus the same cost. The ledger is authoritative for a run's state: the sacred status of an
+attempt whose job was killed stays RUNNING.
+"""
+import warnings
+
+# sacred 0.8.7 imports pkg_resources, which warns at the start of every command and every job.
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)

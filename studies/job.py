@@ -1,0 +1,105 @@
+"""What runs inside a submitted job: one run attempt, recorded, reported to the ledger.
+
+``RunJob`` is a ``submitit.helpers.Checkpointable``: on preemption or a time limit submitit calls
+``checkpoint()``, which resubmits the same job description; the resume point is the trainer's
+checkpoint in the run folder, never pickled state. The job reports its own outcome to the ledger
+(COMPLETE with the study's metric, or FAIL with the error), so the ledger is right even after the
+launcher has exited; while it is being requeued it reports nothing and the trial stays RUNNING.
+On several tasks (DDP: one per GPU) only rank 0 records and reports; every rank trains.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import submitit
+from optuna.trial import TrialState
+
+from core.config import DINOConfig
+from studies import liveness
+from studies.ledger import Ledger
+from studies.record import recorded_run
+
+# The callback (kind, name) a metric of core.train's result is reported from as it trains.
+_INTERMEDIATE = {"knn_top1": ("knn", "top1"), "knn_top5": ("knn", "top5"), "loss": ("epoch", "loss")}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a job needs, plain data so it pickles across machines and versions."""
+
+    study: str
+    storage: str
+    trial: int
+    run_id: str
+    label: str
+    metric: str
+    config: Mapping[str, Any]
+    run_dir: str
+    sacred_root: str
+    observers: Mapping[str, str]
+
+
+class RunJob(submitit.helpers.Checkpointable):
+    def __init__(self, spec: JobSpec):
+        self.spec = spec
+        self._requeueing = False
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """Called by submitit on the requeue signal: run the same attempt again; the trainer
+        resumes from the last epoch checkpoint in the run folder."""
+        self._requeueing = True
+        return submitit.helpers.DelayedSubmission(type(self)(self.spec))
+
+    def __call__(self) -> dict[str, Any] | None:
+        started = time.time()
+        from core.train import train  # here, not at the top: the launcher never loads torch
+
+        spec, env = self.spec, submitit.JobEnvironment()
+        config = DINOConfig.from_dict(spec.config)
+        if env.global_rank != 0:
+            train(config, spec.run_dir, progress=False)
+            return None
+        ledger = Ledger.load(spec.storage, spec.study)
+        state = ledger.trial(spec.trial).state
+        if state != TrialState.RUNNING:
+            raise RuntimeError(f"trial {spec.trial} of {spec.study} is {state.name}, not RUNNING: this attempt "
+                               "was superseded or marked dead; not training")
+        ledger.set_attrs(spec.trial, {"job_id": env.job_id, **liveness.owner_attrs("worker", os.getpid())})
+        print(f"{spec.label}: training in {spec.run_dir} (trial {spec.trial}, job {env.job_id}, "
+              f"{env.num_tasks} task(s))", flush=True)
+        report = _INTERMEDIATE[spec.metric]
+
+        def body(log) -> dict[str, float]:
+            def callback(kind: str, step: int, metrics: Mapping[str, float]) -> None:
+                log(kind, step, metrics)
+                if kind == report[0] and report[1] in metrics:
+                    ledger.report(spec.trial, step, float(metrics[report[1]]))
+            return train(config, spec.run_dir, callback, progress=False)
+
+        meta = {"study": spec.study, "run_id": spec.run_id, "label": spec.label, "trial": spec.trial,
+                "run_dir": spec.run_dir}
+        try:
+            result = recorded_run(study=spec.study, run_id=spec.run_id, sacred_root=spec.sacred_root,
+                                  config=config, meta=meta, observers=spec.observers, job_id=env.job_id,
+                                  num_tasks=env.num_tasks, started=started, body=body,
+                                  requeueing=lambda: self._requeueing)
+        except SystemExit:
+            if not self._requeueing:
+                ledger.fail(spec.trial, "the job exited during training")
+            raise
+        except BaseException as error:
+            ledger.fail(spec.trial, f"{type(error).__name__}: {error}".splitlines()[0])
+            raise
+        value = result[spec.metric]
+        if not math.isfinite(value):
+            ledger.fail(spec.trial, f"{spec.metric} is {value}")
+            return result
+        ledger.complete(spec.trial, value, {k: result[k] for k in (
+            "knn_top1", "knn_top5", "loss", "target_entropy", "kl", "wall_seconds", "gpu_hours", "cpu_hours")
+            if k in result})
+        print(f"{spec.label}: {spec.metric} = {value:.2f}", flush=True)
+        return result

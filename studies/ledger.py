@@ -1,0 +1,107 @@
+"""The ledger: one optuna study per study, one trial per attempt of a run.
+
+Optuna is the storage, not the search: trials are created with ``ask()`` and described by user
+attributes (run key, seed, attempt, job id, folders), so re-running a study never duplicates a
+point and a failed attempt never hides its run (the traps of ``GridSampler``). The launcher creates
+an attempt's trial before the job exists; the job itself tells the trial COMPLETE (with the study's
+metric as its value) or FAIL, so the ledger is right after the launcher has exited (SLURM).
+A job that dies without telling is found by ``liveness`` and marked FAIL here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from studies.spec import SpecError
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+STATE_NAMES = {TrialState.COMPLETE: "done", TrialState.RUNNING: "running", TrialState.FAIL: "failed"}
+
+
+def open_storage(url: str) -> BaseStorage:
+    """An optuna storage URL (``sqlite:///...``, ``postgresql://...``) or a journal file path."""
+    if "://" in url:
+        return optuna.storages.get_storage(url)
+    path = Path(url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+class Ledger:
+    def __init__(self, study: optuna.Study):
+        self.study = study
+        self.storage = study._storage  # optuna exposes no public getter; the storage API is public
+        self.study_id = self.storage.get_study_id_from_name(study.study_name)
+
+    @classmethod
+    def create(cls, url: str, name: str, direction: str) -> Ledger:
+        """Open the study's ledger, creating it on first use (launcher side)."""
+        study = optuna.create_study(storage=open_storage(url), study_name=name, direction=direction,
+                                    load_if_exists=True)
+        if study.direction.name.lower() != direction:
+            raise SpecError([(f"--storage {url}: study {name!r} was created to {study.direction.name.lower()} "
+                              f"its metric, this one would {direction} it; use another --results or --storage")])
+        return cls(study)
+
+    @classmethod
+    def load(cls, url: str, name: str) -> Ledger:
+        """Open an existing ledger (job side: the launcher created it)."""
+        return cls(optuna.load_study(study_name=name, storage=open_storage(url)))
+
+    # -- reading ----------------------------------------------------------------------------------
+    def trials(self) -> list[FrozenTrial]:
+        return self.study.get_trials(deepcopy=False)
+
+    def trial(self, number: int) -> FrozenTrial:
+        return self.storage.get_trial(self._trial_id(number))
+
+    def attempts(self) -> dict[str, list[FrozenTrial]]:
+        """Run key -> its trials, oldest attempt first."""
+        found: dict[str, list[FrozenTrial]] = {}
+        for trial in self.trials():
+            key = trial.user_attrs.get("run_key")
+            if key:
+                found.setdefault(key, []).append(trial)
+        for trials in found.values():
+            trials.sort(key=lambda t: t.user_attrs.get("attempt", 0))
+        return found
+
+    # -- writing ----------------------------------------------------------------------------------
+    def new_attempt(self, attrs: Mapping[str, Any]) -> int:
+        """A RUNNING trial for one attempt of a run; returns its number."""
+        trial = self.study.ask()
+        self.set_attrs(trial.number, attrs)
+        return trial.number
+
+    def set_attrs(self, number: int, attrs: Mapping[str, Any]) -> None:
+        trial_id = self._trial_id(number)
+        for key, value in attrs.items():
+            self.storage.set_trial_user_attr(trial_id, key, value)
+
+    def report(self, number: int, step: int, value: float) -> None:
+        """An intermediate value of the metric (optuna-dashboard draws them as learning curves)."""
+        self.storage.set_trial_intermediate_value(self._trial_id(number), step, value)
+
+    def complete(self, number: int, value: float, attrs: Mapping[str, Any]) -> None:
+        self.set_attrs(number, attrs)
+        self.study.tell(number, value)
+
+    def fail(self, number: int, reason: str) -> bool:
+        """Mark a RUNNING trial FAIL with a one-line reason; False if it had finished meanwhile."""
+        if self.trial(number).state != TrialState.RUNNING:
+            return False
+        try:
+            self.set_attrs(number, {"error": reason[:500]})
+            self.study.tell(number, state=TrialState.FAIL)
+        except (RuntimeError, ValueError):  # the job told its own outcome in between
+            return False
+        return True
+
+    def _trial_id(self, number: int) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)

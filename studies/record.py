@@ -1,0 +1,170 @@
+"""Record one training with sacred: config, host, git, versions, metrics, result and cost.
+
+The FileStorageObserver folder of a run attempt is named by the ledger's run id, so a trial leads
+to its folder and back. A requeued job (preemption, time limit) continues the same folder instead
+of failing on sacred's ``FileExistsError``: each restart is a new sacred run with id
+``<run id>.r<k>`` that appends to ``metrics.json`` and ``cout.txt`` and adds a segment to
+``info.json``; the extra observers a user names see one run per segment under those ids.
+Segments make the cost honest: wall time, GPU-hours and CPU-hours sum over all of them.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from sacred import SETTINGS, Experiment
+from sacred.experiment import gather_command_line_options
+from sacred.observers import FileStorageObserver
+from sacred.utils import SacredInterrupt, apply_backspaces_and_linefeeds
+
+from core.config import DINOConfig
+from studies.spec import SpecError
+
+REPO = Path(__file__).resolve().parent.parent
+SETTINGS.DISCOVER_SOURCES = "sys"  # store every loaded module of the repository (core/, studies/)
+Callback = Callable[[str, int, Mapping[str, float]], None]
+
+
+class Requeued(SacredInterrupt):
+    """The job is being requeued (preemption or time limit): sacred records status REQUEUED."""
+
+    STATUS = "REQUEUED"
+
+    def __init__(self, code: Any):
+        super().__init__(f"requeued (exit code {code})")
+        self.code = code
+
+
+class SegmentedFileStorageObserver(FileStorageObserver):
+    """A FileStorageObserver whose folder is fixed (the ledger's run id) and may already exist."""
+
+    def __init__(self, basedir: str | Path, folder: str):
+        super().__init__(basedir)
+        self.folder = folder
+
+    def _make_run_dir(self, _id: Any) -> None:
+        self.dir = os.path.join(self.basedir, self.folder)
+        os.makedirs(self.dir, exist_ok=True)
+
+
+def observer_options(specs: list[str]) -> dict[str, str]:
+    """``--observer mongo_db=mongodb://host/db`` -> sacred's own option ``{"--mongo_db": url}``."""
+    known = {o.get_flag()[2:] for o in gather_command_line_options()
+             if o.apply_function.__module__.startswith("sacred.observers")}
+    options, errors = {}, []
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or not value or name not in known:
+            errors.append(f"--observer {spec}: write NAME=ARGUMENT with NAME one of {', '.join(sorted(known))} "
+                          "(sacred's observer options, e.g. mongo_db=mongodb://host:27017/db)")
+        else:
+            options[f"--{name}"] = value
+    if errors:
+        raise SpecError(errors)
+    return options
+
+
+def _previous_segments(folder: Path) -> list[dict[str, Any]]:
+    """The segments an earlier start of this attempt recorded in its ``info.json``."""
+    try:
+        return json.loads((folder / "info.json").read_text()).get("segments", [])
+    except (OSError, ValueError):
+        return []
+
+
+def recorded_run(*, study: str, run_id: str, sacred_root: str, config: DINOConfig, meta: Mapping[str, Any],
+                 observers: Mapping[str, str], job_id: str, num_tasks: int, started: float,
+                 body: Callable[[Callback], dict[str, float]], requeueing: Callable[[], bool]) -> dict[str, Any]:
+    """Run ``body(callback)`` (the training) as a sacred run and return its result with the cost.
+
+    ``callback`` logs every metric as ``<kind>.<name>``; ``requeueing()`` says whether a
+    ``SystemExit`` out of ``body`` is submitit requeueing the job (recorded as REQUEUED, not FAILED);
+    ``started`` (epoch seconds) is when the job began, so the cost includes its start-up.
+    """
+    folder = Path(sacred_root) / run_id
+    segments = _previous_segments(folder)
+    segment_id = run_id if not segments else f"{run_id}.r{len(segments)}"
+    ex = Experiment(study, base_dir=str(REPO), save_git_info=_has_commit(REPO))
+    ex.captured_out_filter = apply_backspaces_and_linefeeds
+    ex.observers = [SegmentedFileStorageObserver(sacred_root, run_id)]
+    ex.add_config({"dino": config.to_dict(), "study": dict(meta), "seed": config.seed})
+
+    def main(_run):
+        segment = {"id": segment_id, "job_id": job_id, "host": os.uname().nodename,
+                   "start": _iso(started), "end": None, "seconds": None, "status": "RUNNING"}
+        _run.info.update(segments=segments + [segment], versions=_versions(),
+                         slurm={k: v for k, v in os.environ.items() if k.startswith("SLURM_")})
+
+        def callback(kind: str, step: int, metrics: Mapping[str, float]) -> None:
+            for name, value in metrics.items():
+                _run.log_scalar(f"{kind}.{name}", float(value), step)
+
+        def close(status: str) -> dict[str, float]:
+            segment.update(end=_iso(time.time()), seconds=time.time() - started, status=status)
+            return _cost(_run.info["segments"], num_tasks)
+
+        try:
+            result = body(callback)
+        except SystemExit as exit_:
+            requeued = requeueing()
+            _run.info.update(close("REQUEUED" if requeued else "FAILED"))
+            if requeued:
+                raise Requeued(exit_.code) from exit_
+            raise
+        except BaseException:
+            _run.info.update(close("FAILED"))
+            raise
+        cost = close("COMPLETED")
+        _run.info.update(cost)
+        return {**{k: float(v) for k, v in result.items()}, **cost}
+
+    ex.main(main)
+    options = {"--id": segment_id, "--capture": "sys", **observers}
+    try:
+        return ex.run(options=options).result
+    except Requeued as requeued:
+        raise SystemExit(requeued.code) from requeued
+
+
+def _cost(segments: list[dict[str, Any]], num_tasks: int) -> dict[str, float]:
+    """Wall time over all segments; GPU-hours = GPUs x wall hours (0 on CPU); CPU-hours likewise."""
+    import torch  # here, not at the top: the launcher imports this module and stays torch-free
+
+    seconds = sum(s["seconds"] or 0.0 for s in segments)
+    gpus = num_tasks if torch.cuda.is_available() else 0  # one GPU per DDP task
+    cpus = num_tasks * int(os.environ.get("SLURM_CPUS_PER_TASK", len(os.sched_getaffinity(0))))
+    return {"wall_seconds": seconds, "gpus": float(gpus), "cpus": float(cpus),
+            "gpu_hours": gpus * seconds / 3600, "cpu_hours": cpus * seconds / 3600}
+
+
+def _versions() -> dict[str, Any]:
+    """What sacred's dependency scan misses: the deep-learning stack and the devices."""
+    import timm
+    import torch
+    import torchvision
+
+    cuda = torch.cuda.is_available()
+    return {"python": sys.version.split()[0], "torch": str(torch.__version__),
+            "torchvision": str(torchvision.__version__), "timm": str(timm.__version__),
+            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+            "cuda_available": cuda,
+            "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []}
+
+
+def _has_commit(repo: Path) -> bool:
+    """sacred raises on a repository without commits (its issue 915): capture git only if HEAD exists."""
+    try:
+        return subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "HEAD"],
+                              capture_output=True, timeout=30, check=False).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _iso(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(timespec="seconds")

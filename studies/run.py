@@ -1,0 +1,316 @@
+"""``python -m studies.run``: expand a study, consult the ledger, launch what is missing.
+
+Everything is validated (study file, profile, ``--set``, every run's config, resources, observers)
+before any folder, ledger or job is created. Then: RUNNING trials whose job died are marked FAIL;
+runs that are done or running are skipped; missing runs (or, with ``--retry-failed``, exactly the
+failed ones, as new attempts that resume from the run folder's checkpoint) are launched.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import submitit
+from optuna.trial import TrialState
+
+from core.config import parse_value
+from core.profiles import profile_config
+from studies import launch, liveness, plan, spec, status
+from studies.job import JobSpec, RunJob
+from studies.ledger import Ledger
+from studies.record import observer_options
+from studies.spec import Resources, SpecError, Study
+
+CLUSTER_ENV = "STUDIES_CLUSTER"
+
+
+@dataclass(frozen=True)
+class Context:
+    """One invocation, fully validated."""
+
+    study: Study
+    profile: str
+    runs: list[plan.Run]
+    resources: Resources
+    cluster: str
+    results: Path
+    storage: str
+    observers: dict[str, str]
+    max_parallel: int
+
+    @property
+    def default_storage(self) -> bool:
+        return self.storage == str(self.results / "ledger.journal")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m studies.run", description="Run a DINO ablation study from ablations/: "
+        "plan its runs, keep a ledger, launch what is missing and record every run.")
+    p.add_argument("study", nargs="?", help="study name (see --list) or path to a study .toml file")
+    p.add_argument("--list", action="store_true", help="list the studies and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show the runs, their config differences and (--cluster slurm) the sbatch script")
+    p.add_argument("--status", action="store_true", help="show done / running / failed / missing per run")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="rerun exactly the failed runs as new attempts (they resume from their checkpoint)")
+    p.add_argument("--cluster", choices=launch.CLUSTERS, default=os.environ.get(CLUSTER_ENV, "local"),
+                   help=f"where runs execute (default: ${CLUSTER_ENV} if set, else local; never guessed)")
+    p.add_argument("--profile", help="scale to run at (default: the study's)")
+    p.add_argument("--data", metavar="PATH", help="data set folder (sets data.path)")
+    p.add_argument("--partition", help="SLURM partition (overrides the study's resources)")
+    p.add_argument("--seeds", type=int, metavar="N", help="run seeds 0..N-1 (default: the study's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value for every run, e.g. --set epochs=20 (repeatable)")
+    p.add_argument("--results", metavar="DIR", help="results folder (default: runs/<study>; shared on SLURM)")
+    p.add_argument("--storage", metavar="URL",
+                   help="optuna storage URL or journal file (default: <results>/ledger.journal)")
+    p.add_argument("--observer", action="append", default=[], metavar="NAME=ARG",
+                   help="extra sacred observer, e.g. mongo_db=mongodb://host/db (repeatable)")
+    p.add_argument("--max-parallel", type=int, default=1, metavar="N",
+                   help="local runs executing at once (default 1)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    if args.list:
+        for name, path in spec.available().items():
+            print(f"{name:22s} {spec.describe(path)}")
+        return 0
+    if not args.study:
+        parser().error("name a study (see --list)")
+    try:
+        ctx = context(args)
+    except SpecError as error:
+        for line in error.lines:
+            print(line, file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(dry_run(ctx))
+        return 0
+    if args.status and ctx.default_storage and not Path(ctx.storage).exists():
+        print(status.table(status.statuses(ctx.runs, {}), ctx.study.metric))  # nothing created yet
+        return 0
+    try:
+        ledger = Ledger.create(ctx.storage, ctx.study.name, ctx.study.direction)
+    except SpecError as error:
+        print(error, file=sys.stderr)
+        return 2
+    for trial, reason in liveness.dead_trials(ledger.trials()):
+        if ledger.fail(trial.number, reason):
+            print(f"marked failed: {trial.user_attrs.get('label')} (trial {trial.number}): {reason}")
+    rows = status.statuses(ctx.runs, ledger.attempts())
+    if args.status:
+        print(status.table(rows, ctx.study.metric))
+        return 0
+    return launch_missing(ctx, ledger, rows, args.retry_failed, argv)
+
+
+def launch_missing(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], retry_failed: bool,
+                   argv: list[str]) -> int:
+    """Launch the missing runs (or, retrying, the failed ones); 1 if a run waited for failed."""
+    wanted = "failed" if retry_failed else "missing"
+    todo = [row for row in rows if row.state == wanted]
+    before = status.summary(rows)
+    if not todo:
+        print(f"nothing to submit ({before})")
+        if not retry_failed and any(r.state == "failed" for r in rows):
+            print("failed runs are rerun with --retry-failed")
+        print(f"results: {ctx.results}")
+        return 0
+    print(f"{ctx.study.name}: launching {len(todo)} {wanted} run(s) on {ctx.cluster} "
+          f"(profile {ctx.profile}); before: {before}")
+    write_plan(ctx)
+    try:
+        failed = submit(ctx, ledger, todo)
+    except KeyboardInterrupt:  # Ctrl-C reaches the local jobs too: they stop and report FAIL
+        print(f"\ninterrupted: stopped runs resume from their checkpoints with --retry-failed; "
+              f"runs not started yet with a plain rerun (results: {ctx.results})", file=sys.stderr)
+        return 130
+    print(status.table(status.statuses(ctx.runs, ledger.attempts()), ctx.study.metric))
+    print(f"results: {ctx.results}  (ledger: {ctx.storage}; sacred runs: {ctx.results / 'sacred'})")
+    if ctx.cluster == "slurm":
+        again = [a for a in argv if a != "--retry-failed"]
+        print("watch: " + shlex.join(["python", "-m", "studies.run", *again, "--status"]))
+    return 1 if failed else 0
+
+
+def context(args: argparse.Namespace) -> Context:
+    """Validate the invocation completely; raises ``SpecError`` with every problem found."""
+    study = spec.load(args.study)
+    errors: list[str] = []
+    overrides: dict[str, Any] = {}
+    for assignment in args.set:
+        key, sep, text = assignment.partition("=")
+        if not sep or not key.strip():
+            errors.append(f"--set {assignment}: write KEY=VALUE, e.g. --set epochs=20")
+        else:
+            overrides[key.strip()] = parse_value(text)
+    if args.data:
+        overrides["data.path"] = args.data
+    if args.seeds is not None and args.seeds < 1:
+        errors.append(f"--seeds {args.seeds}: give a count of at least 1")
+    if args.cluster not in launch.CLUSTERS:  # argparse does not check a default from the environment
+        errors.append(f"${CLUSTER_ENV}={args.cluster}: choose one of {', '.join(launch.CLUSTERS)}")
+    if args.max_parallel < 1:
+        errors.append(f"--max-parallel {args.max_parallel}: give at least 1")
+    observers: dict[str, str] = {}
+    try:
+        observers = observer_options(args.observer)
+    except SpecError as error:
+        errors.extend(error.lines)
+    if errors:
+        raise SpecError(errors)
+    profile = args.profile or study.profile
+    seeds = tuple(range(args.seeds)) if args.seeds else None
+    runs = plan.expand(study, profile, overrides, seeds)
+    resources = study.resources(profile)
+    if args.partition:
+        resources = dataclasses.replace(resources, partition=args.partition)
+    data = Path(runs[0].config.data.path)
+    launching_here = args.cluster != "slurm" and not (args.status or args.dry_run)
+    if launching_here and not data.exists():
+        raise SpecError([f"data.path {data} does not exist on this machine; give --data PATH"])
+    results = Path(args.results or Path("runs") / study.name).absolute()
+    storage = args.storage or str(results / "ledger.journal")
+    return Context(study, profile, runs, resources, args.cluster, results, storage, observers, args.max_parallel)
+
+
+def dry_run(ctx: Context) -> str:
+    base = profile_config(ctx.profile)
+    diffs = [plan.diff(run.config, base) for run in ctx.runs]
+    common = {k: v for k, v in diffs[0].items() if all(d.get(k) == v for d in diffs)}
+    study = ctx.study
+    lines = [f"{study.name}: {study.description}",
+             f"reference: {study.reference or '(none)'}",
+             f"profile {ctx.profile}, metric {study.metric} ({study.direction}), cluster {ctx.cluster}",
+             f"results: {ctx.results}  ledger: {ctx.storage}",
+             f"every run changes from profile {ctx.profile}: " + (_changes(common) or "nothing"),
+             f"{len(ctx.runs)} runs:"]
+    width = max(len(run.label) for run in ctx.runs)
+    for run, d in zip(ctx.runs, diffs):
+        own = {k: v for k, v in d.items() if k not in common}
+        paper = f"paper {run.paper:g}" if run.paper is not None else "paper -"
+        lines.append(f"  {run.label:{width}s}  {paper:11s}  key {run.key}  {_changes(own) or '(baseline)'}")
+    r = ctx.resources
+    lines.append(f"resources ({ctx.profile}): nodes {r.nodes}, GPUs/node {r.gpus_per_node}, CPUs/task "
+                 f"{r.cpus_per_task}, memory {r.mem_gb} GB, time {r.time_min} min, partition "
+                 f"{r.partition or '(cluster default)'}, array parallelism {r.array_parallelism}, "
+                 f"signal {r.signal_delay_s} s before the limit, {r.max_timeouts} requeues on time limit")
+    if ctx.cluster == "slurm":
+        folder = ctx.results / "submitit" / "<submission>"
+        lines.append(f"sbatch script (one job array of {len(ctx.runs)} runs; split at the cluster's "
+                     "MaxArraySize when larger):")
+        lines.append(launch.sbatch_script(folder, r, study.name, len(ctx.runs)))
+    else:
+        lines.append(f"{ctx.cluster}: at most {ctx.max_parallel} run(s) at once, on this machine")
+    return "\n".join(lines)
+
+
+def submit(ctx: Context, ledger: Ledger, todo: list[status.RunStatus]) -> list[str]:
+    """Create each run's attempt in the ledger and launch it; returns the labels that failed
+    (local and debug, which wait for their runs; SLURM returns once the arrays are submitted)."""
+    folder = ctx.results / "submitit" / _stamp()
+    ex = launch.executor(ctx.cluster, folder, ctx.resources, ctx.study.name)
+    preparers = [_preparer(ctx, ledger, row) for row in todo]
+    failed: list[str] = []
+
+    def submitted(job_spec: JobSpec, job: submitit.Job) -> None:
+        attrs: dict[str, Any] = {"job_id": job.job_id, "submitit_dir": str(job.paths.folder)}
+        if ctx.cluster == "local":
+            attrs.update(liveness.owner_attrs("job", int(job.job_id)))
+            print(f"[{job_spec.label}] started: job {job.job_id}, log {job.paths.stdout}", flush=True)
+        elif ctx.cluster == "debug":
+            attrs.update(liveness.owner_attrs("job", os.getpid()))
+        ledger.set_attrs(job_spec.trial, attrs)
+
+    def finished(job_spec: JobSpec, job: submitit.Job) -> None:
+        trial = ledger.trial(job_spec.trial)
+        if trial.state == TrialState.RUNNING:
+            ledger.fail(job_spec.trial, f"job {job.job_id} ended without reporting; see {job.paths.stderr}")
+            trial = ledger.trial(job_spec.trial)
+        if trial.state == TrialState.COMPLETE:
+            print(f"[{job_spec.label}] done: {ctx.study.metric} = {trial.value:.2f}", flush=True)
+        else:
+            failed.append(job_spec.label)
+            error = str(trial.user_attrs.get("error"))
+            log = "" if str(job.paths.stderr) in error else f" (log: {job.paths.stderr})"
+            print(f"[{job_spec.label}] FAILED: {error}{log}", flush=True)
+
+    if ctx.cluster == "slurm":
+        specs = [prepare() for prepare in preparers]
+        jobs = launch.submit_slurm(ex, specs)
+        for job_spec, job in zip(specs, jobs):
+            submitted(job_spec, job)
+        print(f"submitted {len(jobs)} run(s): job ids {', '.join(j.job_id for j in jobs)}; logs in {folder}")
+    elif ctx.cluster == "local":
+        launch.run_local(ex, preparers, ctx.max_parallel, submitted, finished)
+    else:
+        for prepare in preparers:
+            job_spec = prepare()
+            job = ex.submit(RunJob(job_spec))
+            submitted(job_spec, job)
+            with contextlib.suppress(Exception):  # the job told the ledger; finished() prints it
+                job.results()  # runs it here; the debug executor opens pdb on an error
+            finished(job_spec, job)
+    return failed
+
+
+def _preparer(ctx: Context, ledger: Ledger, row: status.RunStatus):
+    """A callable creating the run's next attempt in the ledger, returning its job's spec.
+    A retry reuses the run folder of the earlier attempts, so the trainer resumes from it."""
+    run = row.run
+    attempt = 1 + max((t.user_attrs.get("attempt", 0) for t in row.attempts), default=0)
+    run_id = f"{run.key}-a{attempt}"
+    run_dir = row.latest.user_attrs["run_dir"] if row.latest else str(ctx.results / "runs" / run.name)
+    sacred_root = ctx.results / "sacred"
+
+    def prepare() -> JobSpec:
+        number = ledger.new_attempt({
+            "run_key": run.key, "run_id": run_id, "attempt": attempt, "label": run.label,
+            "axes": dict(run.axes), "seed": run.seed, "paper": run.paper, "profile": ctx.profile,
+            "cluster": ctx.cluster, "results_dir": str(ctx.results), "run_dir": run_dir,
+            "sacred_dir": str(sacred_root / run_id), **liveness.owner_attrs("launcher", os.getpid())})
+        return JobSpec(study=ctx.study.name, storage=ctx.storage, trial=number, run_id=run_id, label=run.label,
+                       metric=ctx.study.metric, config=run.config.to_dict(), run_dir=run_dir,
+                       sacred_root=str(sacred_root), observers=ctx.observers)
+    return prepare
+
+
+def write_plan(ctx: Context) -> None:
+    """``study.json``: the study as run last (axes, labels, paper numbers, run keys) for reports."""
+    study = ctx.study
+    ctx.results.mkdir(parents=True, exist_ok=True)
+    plan_data = {
+        "study": study.name, "file": str(study.path), "description": study.description,
+        "reference": study.reference, "metric": study.metric, "direction": study.direction,
+        "profile": ctx.profile, "cluster": ctx.cluster, "storage": ctx.storage,
+        "axes": [{"name": a.name, "key": a.key, "labels": [v.label for v in a.values],
+                  "paper": list(a.paper) if a.paper else None} for a in study.axes],
+        "runs": [{"key": r.key, "label": r.label, "axes": dict(r.axes), "seed": r.seed, "paper": r.paper,
+                  "name": r.name} for r in ctx.runs],
+    }
+    (ctx.results / "study.json").write_text(json.dumps(plan_data, indent=2))
+
+
+def _changes(changes: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(changes.items()))
+
+
+def _stamp() -> str:
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

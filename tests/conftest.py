@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny study files for the studies engine, and a real single-node SLURM."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+SLURM_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "slurm"
+
+# Studies that train for seconds: the smallest real DINO setup (see tests/micro.py), no warm-ups,
+# fp32 (bf16 on CPU spends about 8 s compiling kernels in each new process).
+MICRO_SET = {
+    "backbone.embed_dim": 32, "backbone.depth": 1, "backbone.num_heads": 2, "backbone.patch_size": 8,
+    "head.hidden_dim": 64, "head.bottleneck_dim": 32, "head.out_dim": 64, "crops.n_local": 2,
+    "data.train_subset": 128, "batch_size": 64, "epochs": 3, "optim.warmup_epochs": 0,
+    "loss.teacher_temp_warmup_epochs": 0, "log_every": 1, "eval.max_memory": 1000, "eval.max_queries": 300,
+    "precision": "fp32",
+}
+
+
+@pytest.fixture
+def write_study(tmp_path):
+    """``write_study(name, axes, set=..., resources=..., **top_level)`` -> path of a study file
+    whose runs are micro trainings (MICRO_SET, less what the axes sweep)."""
+
+    def write(name: str, axes: list[dict], set: dict | None = None, resources: dict | None = None,
+              **top) -> Path:
+        swept = {a["key"] for a in axes if "key" in a}
+        swept |= {k for a in axes for v in a["values"] if isinstance(v, dict) for k in v["set"]}
+        base = {k: v for k, v in {**MICRO_SET, **(set or {})}.items() if k not in swept}
+        study = {"description": f"test study {name}", **top, "set": base, "axes": axes}
+        if resources:
+            study["profiles"] = {"tiny": {"resources": resources}}
+        path = tmp_path / f"{name}.toml"
+        path.write_text(tomli_w.dumps(study))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def slurm_partition():
+    """Start the local single-node SLURM (../shared/slurm) for the session; its partition name."""
+    script = SLURM_DIR / "start-local-slurm.sh"
+    if not script.exists() or os.geteuid() != 0:
+        pytest.skip(f"needs root and {script}")
+    conf = os.path.join(os.environ.get("SLURM_LOCAL_DIR", "/tmp/slurm-local"), "etc", "slurm.conf")
+    already_up = shutil.which("sinfo") is not None and subprocess.run(
+        ["sinfo"], check=False, capture_output=True, env={**os.environ, "SLURM_CONF": conf}).returncode == 0
+    part = subprocess.run([str(script)], check=True, capture_output=True, text=True).stdout.strip()
+    os.environ["SLURM_CONF"] = conf
+    assert shutil.which("sbatch"), "start-local-slurm.sh did not install sbatch"
+    yield part
+    if not already_up:  # leave a cluster someone else started running
+        subprocess.run([str(SLURM_DIR / "stop-local-slurm.sh")], check=False, capture_output=True)

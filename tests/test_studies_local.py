@@ -1,0 +1,220 @@
+"""Whole studies through submitit's local executor: real trainings (seconds each), a real optuna
+ledger, real sacred records, real signals."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from studies.ledger import open_storage
+from studies.liveness import process_start
+from studies.run import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def trials(results: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=name, storage=open_storage(str(results / "ledger.journal")))
+    return study.get_trials()
+
+
+def by_label(results: Path, name: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    found: dict[str, list] = {}
+    for t in sorted(trials(results, name), key=lambda t: t.user_attrs["attempt"]):
+        found.setdefault(t.user_attrs["label"], []).append(t)
+    return found
+
+
+def sacred(trial, name: str):
+    return json.loads((Path(trial.user_attrs["sacred_dir"]) / name).read_text())
+
+
+def epoch_steps(trial) -> list[int]:
+    return sacred(trial, "metrics.json")["epoch.loss"]["steps"]
+
+
+def checkpoint_epoch(run_dir: str) -> int:
+    path = Path(run_dir) / "checkpoint.pth"
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    except (FileNotFoundError, EOFError, RuntimeError):
+        return 0
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def launcher(*argv) -> subprocess.Popen:
+    """``python -m studies.run`` in its own process (so a test can kill it)."""
+    return subprocess.Popen([sys.executable, "-m", "studies.run", *map(str, argv)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def running_with_checkpoint(results: Path, name: str, count: int, min_epoch: int):
+    """The RUNNING trials once ``count`` of them train past ``min_epoch`` epochs, else None."""
+    try:
+        running = [t for t in trials(results, name) if t.state == TrialState.RUNNING]
+    except KeyError:  # the launcher has not created the study yet
+        return None
+    ready = [t for t in running if "worker_pid" in t.user_attrs
+             and checkpoint_epoch(t.user_attrs["run_dir"]) >= min_epoch]
+    return ready if len(ready) >= count else None
+
+
+def test_local_study_runs_records_skips_and_retries_only_failures(write_study, tmp_path, capsys):
+    path = write_study("micro", axes=[{"name": "run", "values": [
+        {"label": "m0.9", "set": {"loss.center_momentum": 0.9}},
+        {"label": "m0.99", "set": {"loss.center_momentum": 0.99}},
+        {"label": "diverges", "set": {"optim.lr": 1e6}},  # the loss is NaN at once
+    ]}], set={"epochs": 2}, metric="knn_top1")
+    results = tmp_path / "results"
+    code = main([str(path), "--results", str(results), "--max-parallel", "2"])
+    out = capsys.readouterr().out
+    assert code == 1  # one run failed
+    assert "[run=m0.9 seed=0] epoch 2/2" in out and f"results: {results}" in out
+    assert "[run=diverges seed=0] FAILED: NonFiniteLossError" in out
+
+    runs = by_label(results, "micro")
+    assert {label: [t.state for t in ts] for label, ts in runs.items()} == {
+        "run=m0.9 seed=0": [TrialState.COMPLETE], "run=m0.99 seed=0": [TrialState.COMPLETE],
+        "run=diverges seed=0": [TrialState.FAIL]}
+    failed = runs["run=diverges seed=0"][0]
+    assert failed.user_attrs["error"].startswith("NonFiniteLossError: loss is nan")
+    assert sacred(failed, "run.json")["status"] == "FAILED"
+    for label in ("run=m0.9 seed=0", "run=m0.99 seed=0"):
+        trial = runs[label][0]
+        attrs = trial.user_attrs
+        assert 0 < trial.value <= 100 and trial.value == attrs["knn_top1"]
+        assert attrs["attempt"] == 1 and attrs["cluster"] == "local" and attrs["seed"] == 0
+        assert attrs["run_id"] == f"{attrs['run_key']}-a1" and Path(attrs["sacred_dir"]).name == attrs["run_id"]
+        assert (Path(attrs["run_dir"]) / "checkpoint.pth").is_file()
+        assert trial.intermediate_values == {2: trial.value}
+        run = sacred(trial, "run.json")
+        assert run["status"] == "COMPLETED" and run["result"]["knn_top1"] == trial.value
+        assert run["meta"]["options"]["--id"] == attrs["run_id"]
+        assert run["result"]["gpu_hours"] == 0 and run["result"]["cpu_hours"] > 0
+        if subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, check=False).returncode == 0:
+            assert run["experiment"]["repositories"][0]["commit"]
+        config = sacred(trial, "config.json")
+        assert config["dino"]["epochs"] == 2 and config["study"]["run_id"] == attrs["run_id"]
+        metrics = sacred(trial, "metrics.json")
+        assert metrics["epoch.loss"]["steps"] == [1, 2] and metrics["knn.top1"]["values"] == [trial.value]
+        assert len(metrics["iteration.target_entropy"]["steps"]) == 2 * 2  # log_every = 1, 2 iterations/epoch
+        info = sacred(trial, "info.json")
+        assert info["versions"]["torch"] == torch.__version__ and info["segments"][0]["status"] == "COMPLETED"
+        assert info["wall_seconds"] > 0 and info["gpu_hours"] == 0
+    assert json.loads((results / "study.json").read_text())["runs"][0]["label"] == "run=m0.9 seed=0"
+
+    # A second invocation submits nothing.
+    assert main([str(path), "--results", str(results)]) == 0
+    assert "nothing to submit (progress: 2/3 done, 0 running, 1 failed, 0 missing)" in capsys.readouterr().out
+    assert len(trials(results, "micro")) == 3
+    assert main([str(path), "--results", str(results), "--status"]) == 0
+    assert "diverges seed=0  failed" in capsys.readouterr().out
+
+    # --retry-failed reruns exactly the failed run, as attempt 2 in the same run folder.
+    assert main([str(path), "--results", str(results), "--retry-failed"]) == 1
+    capsys.readouterr()
+    runs = by_label(results, "micro")
+    assert [len(ts) for ts in runs.values()] == [1, 1, 2]
+    first, second = runs["run=diverges seed=0"]
+    assert second.user_attrs["attempt"] == 2 and second.state == TrialState.FAIL
+    assert second.user_attrs["run_dir"] == first.user_attrs["run_dir"]
+    assert second.user_attrs["run_id"] == f"{first.user_attrs['run_key']}-a2"
+
+
+def test_killed_runs_are_marked_failed_and_resume_on_retry(write_study, tmp_path, capsys):
+    """SIGKILL a run's process while the launcher watches (the launcher notices), and another
+    after killing the launcher too (the next ``--status`` notices); retries resume both."""
+    path = write_study("killed", axes=[{"name": "m", "key": "loss.center_momentum", "values": [0.9, 0.95]}],
+                       set={"epochs": 20})
+    results = tmp_path / "results"
+    proc = launcher(path, "--results", results, "--max-parallel", "2")
+    try:
+        first, second = wait_for(lambda: running_with_checkpoint(results, "killed", 2, 2), 120,
+                                 "both runs to checkpoint 2 epochs")
+        os.kill(first.user_attrs["worker_pid"], signal.SIGKILL)
+        wait_for(lambda: by_label(results, "killed")[first.user_attrs["label"]][-1].state == TrialState.FAIL,
+                 30, "the launcher to mark the killed run failed")
+        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(second.user_attrs["worker_pid"], signal.SIGKILL)
+        wait_for(lambda: process_start(second.user_attrs["job_pid"]) is None, 30, "the job to end")
+    finally:
+        proc.kill()
+        out = proc.communicate()[0]
+    assert "ended without reporting" in out
+    assert main([str(path), "--results", str(results), "--status"]) == 0
+    status = capsys.readouterr().out
+    assert f"marked failed: {second.user_attrs['label']}" in status and "its process is gone" in status
+    assert "0/2 done, 0 running, 2 failed" in status
+
+    killed_at = {t.user_attrs["label"]: checkpoint_epoch(t.user_attrs["run_dir"]) for t in (first, second)}
+    assert main([str(path), "--results", str(results), "--retry-failed", "--max-parallel", "2"]) == 0
+    capsys.readouterr()
+    for label, (old, new) in by_label(results, "killed").items():
+        assert old.state == TrialState.FAIL and new.state == TrialState.COMPLETE
+        assert new.user_attrs["attempt"] == 2 and new.user_attrs["run_dir"] == old.user_attrs["run_dir"]
+        steps = epoch_steps(new)  # resumed from the checkpoint, not from scratch
+        assert steps[0] == killed_at[label] + 1 >= 3 and steps[-1] == 20
+
+
+def test_requeue_on_simulated_timeout_resumes_from_the_checkpoint(write_study, tmp_path):
+    """submitit's local controller signals a job USR2 when its time is nearly up (timeout_min*60 -
+    signal_delay_s); the job checkpoints, exits 144 and the controller restarts it. The test sends
+    that same signal once the run has a checkpoint, instead of waiting for the clock; with
+    time_min = 5 submitit counts it as a time-out."""
+    path = write_study("requeue", axes=[{"name": "m", "key": "loss.center_momentum", "values": [0.9]}],
+                       set={"epochs": 12}, resources={"time_min": 5, "signal_delay_s": 30})
+    results = tmp_path / "results"
+    extra = tmp_path / "extra_observer"
+    proc = launcher(path, "--results", results, "--observer", f"file_storage={extra}")
+    try:
+        (trial,) = wait_for(lambda: running_with_checkpoint(results, "requeue", 1, 2), 120,
+                            "the run to checkpoint 2 epochs")
+        os.kill(trial.user_attrs["worker_pid"], signal.SIGUSR2)
+        out = proc.communicate(timeout=240)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "this job is timed-out" in out
+    (done,) = trials(results, "requeue")  # the same attempt: no new trial
+    assert done.state == TrialState.COMPLETE and done.user_attrs["attempt"] == 1
+    assert done.user_attrs["worker_pid"] != trial.user_attrs["worker_pid"]  # a new process after requeue
+    info = sacred(done, "info.json")
+    run_id = done.user_attrs["run_id"]
+    assert [(s["id"], s["status"]) for s in info["segments"]] == [(run_id, "REQUEUED"), (f"{run_id}.r1", "COMPLETED")]
+    assert info["wall_seconds"] == pytest.approx(sum(s["seconds"] for s in info["segments"]))
+    steps = epoch_steps(done)
+    assert steps.count(1) == 1 and sorted(set(steps)) == list(range(1, 13))  # resumed, not restarted
+    assert sacred(done, "run.json")["status"] == "COMPLETED"
+    assert sorted(p.name for p in extra.iterdir() if p.name != "_sources") == [run_id, f"{run_id}.r1"]
+
+
+def test_debug_cluster_runs_in_process_with_an_sql_ledger(write_study, tmp_path, capsys):
+    path = write_study("debug", axes=[{"name": "m", "key": "loss.center_momentum", "values": [0.9]}],
+                       set={"epochs": 1})
+    storage = f"sqlite:///{tmp_path / 'ledger.db'}"
+    argv = [str(path), "--results", str(tmp_path / "results"), "--cluster", "debug", "--storage", storage]
+    assert main(argv) == 0
+    (trial,) = optuna.load_study(study_name="debug", storage=storage).trials
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["job_id"].startswith("DEBUG_")
+    assert trial.user_attrs["worker_pid"] == os.getpid()  # the debug executor runs jobs in-process
+    assert sacred(trial, "run.json")["status"] == "COMPLETED"
+    capsys.readouterr()
+    assert main(argv + ["--status"]) == 0 and "1/1 done" in capsys.readouterr().out

@@ -1,0 +1,75 @@
+"""A study submitted as a real job array to the single-node SLURM of ../shared/slurm: results reach
+the ledger and the run folders after the launcher has exited; a cancelled job is found dead through
+sacct; a preempted job (USR2) checkpoints, is requeued by SLURM and resumes."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from studies.run import main
+from tests.test_studies_local import (
+    by_label,
+    checkpoint_epoch,
+    epoch_steps,
+    sacred,
+    trials,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slurm
+
+
+def test_job_array_on_local_slurm(slurm_partition, write_study, tmp_path, capsys):
+    path = write_study("array", axes=[{"name": "run", "values": [
+        {"label": "a", "set": {"loss.center_momentum": 0.9, "epochs": 2}},
+        {"label": "b", "set": {"loss.center_momentum": 0.95, "epochs": 2}},
+        {"label": "preempted", "set": {"loss.center_momentum": 0.99, "epochs": 30}},
+        {"label": "cancelled", "set": {"loss.center_momentum": 0.999, "epochs": 100}},
+    ]}], resources={"cpus_per_task": 1, "mem_gb": 2, "time_min": 10, "array_parallelism": 4})
+    results = tmp_path / "results"
+    argv = [str(path), "--results", str(results), "--cluster", "slurm", "--partition", slurm_partition]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "submitted 4 run(s)" in out and "--status" in out
+    runs = {label: ts[0] for label, ts in by_label(results, "array").items()}
+    (array_id,) = {t.user_attrs["job_id"].split("_")[0] for t in runs.values()}  # one job array
+    assert sorted(t.user_attrs["job_id"].split("_")[1] for t in runs.values()) == ["0", "1", "2", "3"]
+
+    cancelled = runs["run=cancelled seed=0"].user_attrs["job_id"]
+    subprocess.run(["scancel", cancelled], check=True)
+    preempted = runs["run=preempted seed=0"]
+    wait_for(lambda: checkpoint_epoch(preempted.user_attrs["run_dir"]) >= 2, 180, "a checkpoint of 2 epochs")
+    subprocess.run(["scancel", "--signal=USR2", preempted.user_attrs["job_id"]], check=True)
+
+    def settled():
+        main(argv + ["--status"])
+        return all(t.state != TrialState.RUNNING for t in trials(results, "array"))
+
+    wait_for(settled, 300, "every job to end")
+    status = capsys.readouterr().out
+    assert f"SLURM job {cancelled} ended (" in status  # CANCELLED, or GONE if still pending
+    runs = {label: ts[-1] for label, ts in by_label(results, "array").items()}
+    assert runs["run=cancelled seed=0"].state == TrialState.FAIL
+    for label in ("run=a seed=0", "run=b seed=0", "run=preempted seed=0"):
+        trial = runs[label]
+        assert trial.state == TrialState.COMPLETE and 0 < trial.value <= 100
+        assert (Path(trial.user_attrs["run_dir"]) / "checkpoint.pth").is_file()
+        info = sacred(trial, "info.json")
+        assert info["slurm"]["SLURM_ARRAY_JOB_ID"] == array_id
+        assert sacred(trial, "run.json")["status"] == "COMPLETED"
+    info = sacred(runs["run=preempted seed=0"], "info.json")
+    assert [s["status"] for s in info["segments"]] == ["REQUEUED", "COMPLETED"]
+    assert info["slurm"]["SLURM_RESTART_COUNT"] == "1"
+    steps = epoch_steps(runs["run=preempted seed=0"])
+    assert steps.count(1) == 1 and sorted(set(steps)) == list(range(1, 31))
+
+    def sacct() -> str:
+        return subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", array_id],
+                              capture_output=True, text=True, check=False).stdout
+
+    wait_for(lambda: sacct().count("COMPLETED") == 3, 60, "SLURM to record three completed tasks")
+    assert json.loads((results / "study.json").read_text())["cluster"] == "slurm"
