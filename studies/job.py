@@ -13,6 +13,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import submitit
@@ -20,6 +21,7 @@ from optuna.trial import TrialState
 
 from core.config import DINOConfig
 from studies import liveness
+from studies.autoreport import write_report_if_finished
 from studies.ledger import Ledger
 from studies.record import recorded_run
 
@@ -102,4 +104,6 @@ class RunJob(submitit.helpers.Checkpointable):
             "knn_top1", "knn_top5", "loss", "target_entropy", "kl", "wall_seconds", "gpu_hours", "cpu_hours")
             if k in result})
         print(f"{spec.label}: {spec.metric} = {value:.2f}", flush=True)
+        if env.cluster == "slurm":  # locally the launcher writes it once every run has ended
+            write_report_if_finished(spec.study, Path(spec.sacred_root).parent, spec.storage, ledger)
         return result

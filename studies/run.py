@@ -26,6 +26,7 @@ from core.config import parse_value
 from core.profiles import profile_config
 from studies import launch, liveness, plan, spec, status
 from studies.job import JobSpec, RunJob
+from studies.autoreport import write_report
 from studies.ledger import Ledger
 from studies.record import observer_options
 from studies.spec import Resources, SpecError, Study
@@ -139,6 +140,8 @@ def launch_missing(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], r
               f"runs not started yet with a plain rerun (results: {ctx.results})", file=sys.stderr)
         return 130
     print(status.table(status.statuses(ctx.runs, ledger.attempts()), ctx.study.metric))
+    if ctx.cluster != "slurm":  # on SLURM the last job to finish writes it
+        write_report(ctx.study.name, ctx.results, ctx.storage)
     print(f"results: {ctx.results}  (ledger: {ctx.storage}; sacred runs: {ctx.results / 'sacred'})")
     if ctx.cluster == "slurm":
         again = [a for a in argv if a != "--retry-failed"]
