@@ -15,20 +15,25 @@ FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {
-        "backbone": {"name": "vit_tiny_patch16_224", "patch_size": 4, "img_size": 32,
+        # Tuned for a clear gain over a random network in ~4 minutes on 2 CPU cores (see README):
+        # batch 128 (twice the updates per image of 256), a constant sharp teacher (0.04: the
+        # 0.07 end of the paper's warm-up kept targets near uniform in so short a run), a
+        # learnable last-layer gain, faster EMA (0.99) and cheap 16 px local crops.
+        "backbone": {"name": "vit_tiny_patch16_224", "patch_size": 8, "img_size": 32,
                      "embed_dim": 128, "depth": 4, "num_heads": 4, "drop_path_rate": 0.0},
-        "head": {"hidden_dim": 512, "bottleneck_dim": 128, "out_dim": 1024, "freeze_last_layer": 0},
-        "crops": {"n_local": 4, "global_size": 32, "local_size": 16,
+        "head": {"hidden_dim": 512, "bottleneck_dim": 128, "out_dim": 1024,
+                 "norm_last_layer": False, "freeze_last_layer": 0},
+        "crops": {"n_local": 6, "global_size": 32, "local_size": 16,
                   "global_scale": [0.4, 1.0], "local_scale": [0.1, 0.4], "blur_sigma": [0.1, 0.5]},
-        "loss": {"teacher_temp": "0.04->0.07", "teacher_temp_warmup_epochs": 2},
+        "loss": {"teacher_temp": 0.04},
         "teacher": {"momentum": 0.99},
-        "optim": {"lr": 0.001, "warmup_epochs": 1},
+        "optim": {"lr": 0.002, "warmup_epochs": 1},
         "data": {"name": "fashion_mnist", "path": FASHION_MNIST_DIR, "load_size": 28, "eval_crop": 1.0,
-                 "train_subset": 0},
+                 "train_subset": 30000},
         "epochs": 5,
-        "batch_size": 256,
+        "batch_size": 128,
         "precision": "bf16",
-        "log_every": 5,
+        "log_every": 10,
     },
     "vits16_imagenet": {
         "data": {"name": "imagefolder", "path": "/datasets/imagenet", "num_workers": 10},
