@@ -231,6 +231,9 @@ class DINOConfig:
     batch_size: int = 1024  # global, over all processes
     seed: int = 0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # torch.compile student and teacher (inductor); a speed setting: the math is the same up to
+    # floating-point rounding. The first iterations pay the compile time (a minute or more).
+    compile: bool = False
     log_every: int = 10  # iterations between dense metric records (entropy/KL curves)
 
     def __post_init__(self) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import types
 
 import timm
 import torch
@@ -75,3 +76,44 @@ def _init_linear(module: nn.Module) -> None:
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+_ATTENTION_PARTS = ("qkv", "q_norm", "k_norm", "attn_drop", "norm", "proj", "proj_drop", "num_heads", "head_dim")
+
+
+def float32_attention(model: nn.Module, enabled: bool = True) -> int:
+    """Compute the scaled-dot-product attention of every timm ``Attention`` in ``model`` in fp32
+    while an autocast region runs the rest (the qkv and output projections) in bf16/fp16.
+
+    On CPU, torch's fused attention kernel is several times slower in bf16 than in fp32 at the
+    short sequences of small crops (17 or 5 tokens), and in fp32 it is also the more exact one.
+    Outside autocast the module's own forward runs unchanged. Returns how many modules it changed;
+    ``enabled=False`` restores timm's forward. Modules of an unexpected shape are left alone.
+    """
+    changed = 0
+    for module in model.modules():
+        if not (hasattr(module, "fused_attn") and all(hasattr(module, a) for a in _ATTENTION_PARTS)
+                and getattr(module, "gate", None) is None):
+            continue
+        if enabled:
+            module.forward = types.MethodType(_float32_attention_forward, module)
+        elif "forward" in module.__dict__:
+            del module.forward
+        changed += 1
+    return changed
+
+
+def _float32_attention_forward(self, x: Tensor, attn_mask: Tensor | None = None,
+                               is_causal: bool = False) -> Tensor:
+    if not (self.fused_attn and torch.is_autocast_enabled(x.device.type)):
+        return type(self).forward(self, x, attn_mask, is_causal)
+    batch, tokens, _ = x.shape
+    # cast once while qkv is contiguous (strided casts of q, k and v separately cost more)
+    qkv = self.qkv(x).float().reshape(batch, tokens, 3, self.num_heads, self.head_dim)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    q, k = self.q_norm(q), self.k_norm(k)
+    with torch.autocast(x.device.type, enabled=False):
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+                                             dropout_p=self.attn_drop.p if self.training else 0.0)
+    out = self.norm(out.transpose(1, 2).reshape(batch, tokens, -1))
+    return self.proj_drop(self.proj(out))  # the projection casts back under autocast

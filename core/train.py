@@ -14,7 +14,7 @@ import json
 import math
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -32,13 +32,16 @@ from core.data import DataSplits, build_data
 from core.distributed import DistEnv, all_reduce_mean, init_distributed
 from core.evaluate import knn_evaluate
 from core.loss import DINOLoss
-from core.model import build_network
+from core.model import build_network, float32_attention
 from core.profiles import PROFILES, profile_config
 from core.schedules import Schedules
 from core.teacher import teacher_update
 
 Callback = Callable[[str, int, Mapping[str, float]], None]
+Timer = Callable[[str], AbstractContextManager]
 CHECKPOINT = "checkpoint.pth"
+# The phases of ``_Run.step``, in order, as a timer hook sees them.
+PHASES = ("augment", "teacher", "student_forward", "loss", "backward", "optimizer", "ema")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -96,14 +99,21 @@ class _Run:
         self.teacher.load_state_dict(student.state_dict())
         self.teacher.requires_grad_(False)
         self.student_module = student
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+        if device.type == "cpu" and self.autocast_dtype is not None:
+            float32_attention(student)  # CPU's fused attention is faster (and exact) in fp32
+            float32_attention(self.teacher)
+        if config.compile:  # in place: state_dict keys and the modules' identities are unchanged
+            student.compile()
+            self.teacher.compile()
         self.student = (DistributedDataParallel(student, device_ids=[device] if device.type == "cuda" else None)
                         if env.world_size > 1 else student)
         self.loss = DINOLoss(config.head.out_dim, config.loss.student_temp,
                              config.loss.center_momentum, config.loss.centering).to(device)
         self.strategy = teacher_update(config.teacher.update)
-        self.optimizer = torch.optim.AdamW(_param_groups(student), fused=device.type == "cuda")
+        # one fused kernel per parameter instead of ~10 ops each (CPU has fused AdamW since torch 2.4)
+        self.optimizer = torch.optim.AdamW(_param_groups(student), fused=device.type in ("cuda", "cpu"))
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
 
         self.sampler = DistributedSampler(data.train, num_replicas=env.world_size, rank=env.rank,
                                           shuffle=True, seed=config.seed, drop_last=True)
@@ -138,34 +148,19 @@ class _Run:
                        disable=not show, dynamic_ncols=True)
         for i, (images, _) in enumerate(batches):
             it = epoch * self.iters_per_epoch + i
-            lr, wd = self.schedules.lr[it], self.schedules.weight_decay[it]
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-                group["weight_decay"] = wd if group["regularized"] else 0.0
-            views = self.augment(images.to(device, non_blocking=True), self.augment_rng)
-            with self._autocast():
-                with torch.no_grad():
-                    teacher_out = self.teacher(views[:2])
-                student_out = self.student(views)
-            loss = self.loss(student_out, teacher_out, teacher_temp)
-            if not math.isfinite(loss.item()):
-                raise NonFiniteLossError(
-                    f"loss is {loss.item()} at epoch {epoch + 1}, iteration {it}: training stopped. "
-                    "Lower optim.lr, raise optim.warmup_epochs, or use precision = 'fp32' / 'bf16' "
-                    "instead of 'fp16'.")
-            self._step(loss, epoch)
-            momentum = self.schedules.momentum[it]
-            self.strategy.after_step(self.teacher, self.student_module, momentum)
-
-            stats = torch.stack([loss.detach(), self.loss.target_entropy, self.loss.kl])
+            stats = self.step(images, epoch, it)
             sums += stats
             if it % config.log_every == 0:
                 values = stats.tolist()
+                lr, wd = self.schedules.lr[it], self.schedules.weight_decay[it]
                 emit("iteration", it, {"loss": values[0], "target_entropy": values[1], "kl": values[2],
-                                       "lr": lr, "weight_decay": wd, "momentum": momentum,
+                                       "lr": lr, "weight_decay": wd, "momentum": self.schedules.momentum[it],
                                        "teacher_temp": teacher_temp,
                                        "center_norm": self.loss.center.norm().item()})
                 batches.set_postfix(loss=f"{values[0]:.3f}", h=f"{values[1]:.2f}", kl=f"{values[2]:.3f}")
+        last = (epoch + 1) * self.iters_per_epoch - 1
+        lr, wd, momentum = (self.schedules.lr[last], self.schedules.weight_decay[last],
+                            self.schedules.momentum[last])
         means = all_reduce_mean(sums / self.iters_per_epoch).tolist()
         seconds = time.time() - started
         return {"loss": means[0], "target_entropy": means[1], "kl": means[2], "lr": lr,
@@ -173,18 +168,49 @@ class _Run:
                 "center_norm": self.loss.center.norm().item(), "epoch_seconds": seconds,
                 "images_per_second": self.iters_per_epoch * self.config.batch_size / seconds}
 
-    def _step(self, loss: torch.Tensor, epoch: int) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if self.config.optim.clip_grad:
-            self.scaler.unscale_(self.optimizer)
-            clip_gradients_per_parameter(self.student_module, self.config.optim.clip_grad)
-        if epoch < self.config.head.freeze_last_layer:
-            for p in self.student_module.head.last_layer.parameters():
-                p.grad = None
-        self.strategy.before_step(self.teacher, self.student_module)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+    def step(self, images: torch.Tensor, epoch: int, it: int, timer: Timer | None = None) -> torch.Tensor:
+        """One training iteration on a uint8 batch: augment, teacher and student forward, loss,
+        backward, optimizer step (with clipping), teacher update. Returns the detached
+        ``[loss, h(P_t), KL]``.
+
+        ``timer(phase)`` (optional) returns a context manager entered around each phase, named in
+        ``PHASES``; ``benchmarks/`` times the trainer's own step with it. Without a timer the
+        step never synchronises a GPU except for the one finiteness check of the loss.
+        """
+        phase = timer or _untimed
+        lr, wd = self.schedules.lr[it], self.schedules.weight_decay[it]
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+            group["weight_decay"] = wd if group["regularized"] else 0.0
+        with phase("augment"):
+            views = self.augment(images.to(self.env.device, non_blocking=True), self.augment_rng)
+        with phase("teacher"), self._autocast(), torch.no_grad():
+            teacher_out = self.teacher(views[:2])
+        with phase("student_forward"), self._autocast():
+            student_out = self.student(views)
+        with phase("loss"):
+            loss = self.loss(student_out, teacher_out, self.schedules.teacher_temp[epoch])
+            if not math.isfinite(loss.item()):
+                raise NonFiniteLossError(
+                    f"loss is {loss.item()} at epoch {epoch + 1}, iteration {it}: training stopped. "
+                    "Lower optim.lr, raise optim.warmup_epochs, or use precision = 'fp32' / 'bf16' "
+                    "instead of 'fp16'.")
+        with phase("backward"):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+        with phase("optimizer"):
+            if self.config.optim.clip_grad:
+                self.scaler.unscale_(self.optimizer)
+                clip_gradients_per_parameter(self.student_module, self.config.optim.clip_grad)
+            if epoch < self.config.head.freeze_last_layer:
+                for p in self.student_module.head.last_layer.parameters():
+                    p.grad = None
+            self.strategy.before_step(self.teacher, self.student_module)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        with phase("ema"):
+            self.strategy.after_step(self.teacher, self.student_module, self.schedules.momentum[it])
+        return torch.stack([loss.detach(), self.loss.target_entropy, self.loss.kl])
 
     def evaluate(self, show: bool) -> dict[str, float]:
         """Weighted k-NN of the teacher's backbone features (the paper evaluates the teacher)."""
@@ -215,7 +241,7 @@ class _Run:
         state = load_checkpoint(path)
         if state is None:
             return 0
-        if state["config"] != json.dumps(self.config.to_dict(), sort_keys=True):
+        if _identity(json.loads(state["config"])) != _identity(self.config.to_dict()):
             raise ResumeMismatchError(
                 f"{path} was written by a different config; resume with the same config, "
                 "or give this run a new output folder (or delete the checkpoint to start over)")
@@ -241,14 +267,29 @@ def _param_groups(model: nn.Module) -> list[dict]:
     return [{"params": decay, "regularized": True}, {"params": no_decay, "regularized": False}]
 
 
+# Settings that change how fast a run goes, not what it computes: a run may resume with them changed.
+SPEED_SETTINGS = ("compile",)
+
+
+def _identity(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in SPEED_SETTINGS}
+
+
+def _untimed(phase: str) -> AbstractContextManager:
+    return nullcontext()
+
+
 @torch.no_grad()
 def clip_gradients_per_parameter(model: nn.Module, max_norm: float) -> None:
     """Each parameter's gradient is rescaled to norm <= max_norm on its own (the reference's
-    per-parameter clipping, not torch's global-norm clipping)."""
-    for p in model.parameters():
-        if p.grad is not None:
-            norm = p.grad.norm(2)
-            p.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+    per-parameter clipping, not torch's global-norm clipping), in a few multi-tensor kernels
+    instead of a Python loop of three ops per parameter."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    norms = torch.stack(torch._foreach_norm(grads, 2))
+    scales = torch.clamp(max_norm / (norms + 1e-6), max=1.0)
+    torch._foreach_mul_(grads, list(scales.unbind()))
 
 
 def _summary_line(epoch: int, epochs: int, m: Mapping[str, float]) -> str:

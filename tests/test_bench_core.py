@@ -1,0 +1,71 @@
+"""The trainer pieces the benchmark relies on and the speed changes it measured: the step's timer
+hook, fp32 attention under autocast on CPU, multi-tensor gradient clipping."""
+import contextlib
+
+import torch
+from torch import nn
+
+from benchmarks.run import synthetic_data
+from core.distributed import DistEnv
+from core.model import build_network, float32_attention
+from core.train import PHASES, _Run, clip_gradients_per_parameter
+from tests.micro import micro_config
+
+
+def test_step_times_every_phase_in_order():
+    config = micro_config(precision="fp32")
+    run = _Run(config, synthetic_data(config, 2 * config.batch_size), DistEnv(0, 1, 0, torch.device("cpu")))
+    seen = []
+
+    @contextlib.contextmanager
+    def timer(phase):
+        seen.append(phase)
+        yield
+
+    images = next(iter(run.loader))[0]
+    stats = run.step(images, 0, 0, timer)
+    assert seen == list(PHASES)
+    assert stats.shape == (3,) and torch.isfinite(stats).all()
+
+
+def test_float32_attention_is_exact_in_fp32_and_closer_under_autocast():
+    config = micro_config(**{"backbone.depth": 2})
+    torch.manual_seed(0)
+    net = build_network(config.backbone, config.head, 1, 0.0).eval()
+    views = [torch.randn(8, 1, 32, 32), torch.randn(8, 1, 32, 32), torch.randn(16, 1, 16, 16)]
+    with torch.no_grad():
+        reference = net(views)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            timm_bf16 = net(views).float()
+        assert float32_attention(net) == 2
+        assert torch.equal(net(views), reference)  # outside autocast: timm's own forward
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ours_bf16 = net(views).float()
+        assert float32_attention(net, enabled=False) == 2
+        assert torch.equal(net(views), reference)
+    assert (ours_bf16 - reference).abs().max() < 0.05
+    assert (ours_bf16 - reference).abs().mean() <= 1.5 * (timm_bf16 - reference).abs().mean()
+
+
+def test_trainer_uses_float32_attention_only_under_cpu_autocast():
+    data = synthetic_data(micro_config(), 128)
+    env = DistEnv(0, 1, 0, torch.device("cpu"))
+    fast = _Run(micro_config(precision="bf16"), data, env)
+    plain = _Run(micro_config(precision="fp32"), data, env)
+    assert "forward" in fast.student_module.backbone.blocks[0].attn.__dict__
+    assert "forward" not in plain.student_module.backbone.blocks[0].attn.__dict__
+
+
+def test_multi_tensor_clipping_equals_the_per_parameter_loop():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 20), nn.Linear(20, 3))
+    for p in model.parameters():
+        p.grad = torch.randn_like(p) * torch.rand(()) * 6
+    expected = []
+    for p in model.parameters():
+        g = p.grad.clone()
+        expected.append(g.mul_(torch.clamp(3.0 / (g.norm(2) + 1e-6), max=1.0)))
+    clip_gradients_per_parameter(model, 3.0)
+    for p, g in zip(model.parameters(), expected):
+        assert torch.equal(p.grad, g)
+        assert p.grad.norm() <= 3.0 + 1e-4
