@@ -73,10 +73,18 @@ def build_data(cfg: DataConfig) -> DataSplits:
         if cfg.train_subset > total:
             raise ConfigError(f"data.train_subset={cfg.train_subset} exceeds the {total} train images; "
                               "lower it or set 0 for all")
-        # Seeded with 0, not the run seed: every run of a study pre-trains on the same images.
-        picked = torch.randperm(total, generator=torch.Generator().manual_seed(0))[:cfg.train_subset]
-        splits = dataclasses.replace(splits, train=Subset(splits.memory, picked.sort().values.tolist()))
+        splits = dataclasses.replace(splits, train=fixed_subset(splits.memory, cfg.train_subset))
     return splits
+
+
+def fixed_subset(dataset: Dataset, size: int) -> Dataset:
+    """The same random ``size`` items for every run and seed (0 or a size >= len: all of them).
+
+    Seeded with 0, not the run seed, so every run of a study sees the same images."""
+    if not size or size >= len(dataset):
+        return dataset
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))
+    return Subset(dataset, sorted(order[:size].tolist()))
 
 
 def read_idx(path: str | Path) -> Tensor:

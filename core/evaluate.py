@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from core.augment import eval_views
 from core.config import DINOConfig
-from core.data import DataSplits
+from core.data import DataSplits, fixed_subset
 from core.distributed import DistEnv, gather_strided_rows
 from core.knn import knn_accuracy
 
@@ -53,10 +53,3 @@ def extract_features(backbone: nn.Module, dataset: Dataset, data: DataSplits, co
     return (gather_strided_rows(torch.cat(features), len(dataset), env),
             gather_strided_rows(torch.cat(labels), len(dataset), env))
 
-
-def fixed_subset(dataset: Dataset, size: int) -> Dataset:
-    """The same random ``size`` items for every run and seed (0 or a size >= len: all of them)."""
-    if not size or size >= len(dataset):
-        return dataset
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))
-    return Subset(dataset, sorted(order[:size].tolist()))
