@@ -49,6 +49,13 @@ def collapse_report(collapse_study) -> Path:
     return build_report("collapse", collapse_study)
 
 
+def test_a_finished_study_writes_its_report_unasked(collapse_study):
+    """The fixture only ran ``studies.run``: the page must already be there."""
+    page = collapse_study / "report" / "report.html"
+    assert page.exists() and "<table" in page.read_text()
+    assert (collapse_study / "report" / "report.md").exists()
+
+
 def test_report_of_a_real_study(collapse_study, collapse_report):
     ledger = optuna.load_study(study_name="collapse", storage=open_storage(str(collapse_study / "ledger.journal")))
     by_variant: dict[str, list[float]] = {}
