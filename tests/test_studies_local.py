@@ -149,6 +149,9 @@ def test_killed_runs_are_marked_failed_and_resume_on_retry(write_study, tmp_path
     try:
         first, second = wait_for(lambda: running_with_checkpoint(results, "killed", 2, 2), 120,
                                  "both runs to checkpoint 2 epochs")
+        # Freeze the second run first: on a fast machine it would otherwise finish all its epochs
+        # while the launcher notices the first death.
+        os.kill(second.user_attrs["worker_pid"], signal.SIGSTOP)
         os.kill(first.user_attrs["worker_pid"], signal.SIGKILL)
         wait_for(lambda: by_label(results, "killed")[first.user_attrs["label"]][-1].state == TrialState.FAIL,
                  30, "the launcher to mark the killed run failed")
