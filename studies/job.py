@@ -43,6 +43,7 @@ class JobSpec:
     run_dir: str
     sacred_root: str
     observers: Mapping[str, str]
+    threads: int  # torch's intra-op threads: the CPUs the scheduler gave the task
 
 
 class RunJob(submitit.helpers.Checkpointable):
@@ -58,8 +59,11 @@ class RunJob(submitit.helpers.Checkpointable):
 
     def __call__(self) -> dict[str, Any] | None:
         started = time.time()
-        from core.train import train  # here, not at the top: the launcher never loads torch
+        import torch  # here, not at the top: the launcher never loads torch
 
+        from core.train import train
+
+        torch.set_num_threads(self.spec.threads)
         spec, env = self.spec, submitit.JobEnvironment()
         config = DINOConfig.from_dict(spec.config)
         if env.global_rank != 0:

