@@ -470,7 +470,7 @@ def bench_study(n_runs: int, grid_runs: int, quick: bool, timeout: float) -> dic
         study.write_text(_study_toml(n_runs, shapes, [("m", "teacher.momentum", [0.99])]))
         results = tmp_path / "results"
         command = [sys.executable, "-m", "studies.run", str(study), "--results", str(results),
-                   "--cluster", "local"]
+                   "--cluster", "local", "--max-parallel", "1"]  # one at a time: wall vs the sum of runs
         print(f"[study] {n_runs} runs: {' '.join(command[1:])}", flush=True)
         start_load = load()
         start = time.perf_counter()

@@ -14,13 +14,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import submitit
 from optuna.trial import TrialState
 
 from core.config import DINOConfig
-from studies import liveness
+from studies import liveness, slots
 from studies.autoreport import write_report_if_finished
 from studies.ledger import Ledger
 from studies.record import recorded_run
@@ -44,6 +44,7 @@ class JobSpec:
     sacred_root: str
     observers: Mapping[str, str]
     threads: int  # torch's intra-op threads: the CPUs the scheduler gave the task
+    slots: tuple[str, ...] = ()  # local runs: the lock files of the launcher's slots (studies.slots)
 
 
 class RunJob(submitit.helpers.Checkpointable):
@@ -58,12 +59,20 @@ class RunJob(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(type(self)(self.spec))
 
     def __call__(self) -> dict[str, Any] | None:
-        started = time.time()
-        import torch  # here, not at the top: the launcher never loads torch
+        import torch  # here, not at the top: the launcher never loads torch (nor the slot waits)
 
-        from core.train import train
+        from core.train import train  # the slow imports, done before waiting for a slot
 
         torch.set_num_threads(self.spec.threads)
+        slot = slots.acquire(self.spec.slots) if self.spec.slots else None
+        try:
+            return self._attempt(train)
+        finally:
+            if slot is not None:
+                os.close(slot)
+
+    def _attempt(self, train: Callable[..., dict[str, float]]) -> dict[str, Any] | None:
+        started = time.time()
         spec, env = self.spec, submitit.JobEnvironment()
         config = DINOConfig.from_dict(spec.config)
         if env.global_rank != 0:

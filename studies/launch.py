@@ -108,15 +108,16 @@ def submit_slurm(ex: submitit.AutoExecutor, specs: list[JobSpec]) -> list[submit
 def run_local(ex: submitit.AutoExecutor, prepare: Sequence[Callable[[], JobSpec]], max_parallel: int,
               submitted: Callable[[JobSpec, submitit.Job], None],
               finished: Callable[[JobSpec, submitit.Job], None]) -> None:
-    """Run jobs as local processes, at most ``max_parallel`` at a time, echoing their output.
+    """Run jobs as local processes, at most ``max_parallel`` training at a time and one more
+    starting up and waiting for a slot (``studies.slots``), echoing their output.
 
-    ``prepare`` creates a run's ledger trial only when a slot frees up, so runs that never
+    ``prepare`` creates a run's ledger trial only when its process starts, so runs that never
     started stay "missing" (not "failed") if the launcher is stopped.
     """
     queue = deque(prepare)
     active: list[tuple[JobSpec, submitit.Job, _Tail]] = []
     while queue or active:
-        while queue and len(active) < max_parallel:
+        while queue and len(active) < max_parallel + 1:
             spec = queue.popleft()()
             job = ex.submit(RunJob(spec))
             submitted(spec, job)

@@ -133,12 +133,14 @@ def recorded_run(*, study: str, run_id: str, sacred_root: str, config: DINOConfi
 
 
 def _cost(segments: list[dict[str, Any]], num_tasks: int) -> dict[str, float]:
-    """Wall time over all segments; GPU-hours = GPUs x wall hours (0 on CPU); CPU-hours likewise."""
+    """Wall time over all segments; GPU-hours = GPUs x wall hours (0 on CPU); CPU-hours likewise,
+    with the CPUs SLURM allotted or, on a machine of one's own, the threads the run computes on
+    (two one-thread runs side by side on two cores are one CPU-hour per hour each, not two)."""
     import torch  # here, not at the top: the launcher imports this module and stays torch-free
 
     seconds = sum(s["seconds"] or 0.0 for s in segments)
     gpus = num_tasks if torch.cuda.is_available() else 0  # one GPU per DDP task
-    cpus = num_tasks * int(os.environ.get("SLURM_CPUS_PER_TASK", len(os.sched_getaffinity(0))))
+    cpus = num_tasks * int(os.environ.get("SLURM_CPUS_PER_TASK", torch.get_num_threads()))
     return {"wall_seconds": seconds, "gpus": float(gpus), "cpus": float(cpus),
             "gpu_hours": gpus * seconds / 3600, "cpu_hours": cpus * seconds / 3600}
 

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from core.config import parse_value
 from core.profiles import profile_config
-from studies import launch, liveness, plan, spec, status
+from studies import launch, liveness, plan, slots, spec, status
 from studies.job import JobSpec, RunJob
 from studies.autoreport import write_report
 from studies.ledger import Ledger
@@ -280,6 +280,7 @@ def _preparer(ctx: Context, ledger: Ledger, row: status.RunStatus):
     run_id = f"{run.key}-a{attempt}"
     run_dir = row.latest.user_attrs["run_dir"] if row.latest else str(ctx.results / "runs" / run.name)
     sacred_root = ctx.results / "sacred"
+    slot_files = slots.slot_files(ctx.results / "submitit" / "slots", ctx.max_parallel) if ctx.cluster == "local" else ()
 
     def prepare() -> JobSpec:
         number = ledger.new_attempt({
@@ -290,7 +291,7 @@ def _preparer(ctx: Context, ledger: Ledger, row: status.RunStatus):
         return JobSpec(study=ctx.study.name, storage=ctx.storage, trial=number, run_id=run_id, label=run.label,
                        metric=ctx.study.metric, config=run.config.to_dict(), run_dir=run_dir,
                        sacred_root=str(sacred_root), observers=ctx.observers,
-                       threads=ctx.resources.cpus_per_task)
+                       threads=ctx.resources.cpus_per_task, slots=slot_files)
     return prepare
 
 

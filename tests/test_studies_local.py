@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import optuna
@@ -137,6 +138,26 @@ def test_local_study_runs_records_skips_and_retries_only_failures(write_study, t
     assert second.user_attrs["attempt"] == 2 and second.state == TrialState.FAIL
     assert second.user_attrs["run_dir"] == first.user_attrs["run_dir"]
     assert second.user_attrs["run_id"] == f"{first.user_attrs['run_key']}-a2"
+
+
+def test_next_run_starts_up_while_one_trains_but_never_trains_alongside(write_study, tmp_path, capsys):
+    """--max-parallel 1: the second run's process is started (its trial created) while the first
+    run trains, and waits for the slot; no two runs ever train at the same time. (Later runs
+    start when the launcher sees a run end, which micro runs may outpace.)"""
+    path = write_study("standby", axes=[{"name": "m", "key": "loss.center_momentum", "values": [0.0, 0.9, 0.99]}],
+                       set={"epochs": 2})
+    results = tmp_path / "results"
+    assert main([str(path), "--results", str(results), "--max-parallel", "1"]) == 0
+    capsys.readouterr()
+    runs = sorted(trials(results, "standby"), key=lambda t: t.number)
+    assert [t.state for t in runs] == [TrialState.COMPLETE] * 3
+
+    def utc(iso: str) -> datetime:
+        return datetime.fromisoformat(iso).replace(tzinfo=timezone.utc)
+    spans = [(utc(sacred(t, "run.json")["start_time"]), utc(sacred(t, "run.json")["stop_time"])) for t in runs]
+    assert runs[1].datetime_start.astimezone(timezone.utc) < spans[0][1]  # started up during run 1
+    for (_, stop), (start, _) in zip(spans, spans[1:]):
+        assert start >= stop  # but trained only once the previous run had ended
 
 
 def test_killed_runs_are_marked_failed_and_resume_on_retry(write_study, tmp_path, capsys):
