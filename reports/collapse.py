@@ -11,8 +11,9 @@ uniform (h -> ln K). Hence the rule, applied to the last epoch's means (the trai
   ``uniform_min`` (0.9) -> "uniform", in between -> "other" (collapsed, mode unclear);
 * "unknown" when the run logged no entropy or KL yet, "none" otherwise.
 
-K is the run's ``head.out_dim``. A healthy tiny run (K = 64, ln K = 4.16) keeps KL around 0.2 to
-1 nat; a collapsed one sits orders of magnitude lower, so the threshold is not delicate. The
+K is the run's ``head.out_dim``. A healthy tiny run (K = 1024, ln K = 6.93) ends with KL near
+0.3 nat; its collapsed twins (centering only, sharpening only) end near 0.001 to 0.003, two orders
+of magnitude lower, so the threshold is not delicate. The
 k-NN accuracy is deliberately not part of the rule: it is what the collapse mark is compared with.
 """
 from __future__ import annotations

@@ -77,7 +77,7 @@ def study_page(results: StudyResults, table: pd.DataFrame, figures: Mapping[str,
         Bullets([[Strong(row["setting"]), " ", Badge(row["verdict_status"], BADGES[row["verdict_status"]]),
                   f" {row['verdict']}"] for _, row in table.iterrows()]),
         Heading("Plots"),
-        *[Figure(paths["png"], CAPTIONS[stem], paths["svg"]) for stem, paths in figures.items()],
+        *[Figure(paths["png"], CAPTIONS[stem], paths.get("svg")) for stem, paths in figures.items()],
         Heading("Runs"),
         Paragraph(["Every attempt in the ledger. Only the latest attempt of a planned run counts in the tables; "
                    "earlier (superseded) and failed attempts count in the cost."]),
@@ -117,9 +117,16 @@ def runs_table(results: StudyResults, folder: Path) -> Table:
                      fmt.number(r["knn_top1"]), fmt.number(r["knn_top5"]), fmt.number(r["target_entropy"], 3),
                      fmt.number(r["kl"], 3), collapse.mark(r["collapse"]), fmt.number(r["wall_seconds"] / 60, 1),
                      fmt.hours(r[unit]), "" if pd.isna(r["start"]) else r["start"].strftime("%Y-%m-%d %H:%M"),
-                     note, Link(str(r["run_id"]), relative(Path(r["sacred_dir"]), folder))])
+                     note, _run_link(str(r["run_id"]), Path(r["sacred_dir"]), folder, results.results_dir)])
     return Table(["run", "attempt", "state", "epochs", "top-1", "top-5", "h(P_t)", "KL", "collapse", "wall (min)",
                   fmt.UNITS[unit], "started (UTC)", "note", "sacred run"], rows)
+
+
+def _run_link(run_id: str, sacred_dir: Path, folder: Path, results_dir: Path):
+    """A link to the run's sacred folder from a page inside the results folder; the bare run id
+    from a published copy elsewhere, where that folder does not exist."""
+    inside = Path(folder).absolute().is_relative_to(Path(results_dir).absolute())
+    return Link(run_id, relative(sacred_dir, folder)) if inside else run_id
 
 
 def summary_page(frame: pd.DataFrame, reports: Mapping[str, Path], folder: Path,

@@ -51,12 +51,16 @@ def palette(results: StudyResults) -> dict[str, tuple[float, float, float]]:
     return dict(zip(settings, sns.color_palette("colorblind", len(settings))))
 
 
-def save(fig: Figure, folder: Path, stem: str) -> dict[str, Path]:
-    """Write ``<stem>.png`` and ``<stem>.svg`` (each through a temporary file and a rename, so a
-    page being read never sees half an image); returns both paths."""
+METADATA = {"png": {"Software": None}, "svg": {"Date": None}}  # nothing that changes between builds
+
+
+def save(fig: Figure, folder: Path, stem: str, formats: tuple[str, ...] = ("png", "svg")) -> dict[str, Path]:
+    """Write ``<stem>.<format>`` for each format (each through a temporary file and a rename,
+    so a page being read never sees half an image); returns the paths by format."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for fmt, metadata in (("png", {"Software": None}), ("svg", {"Date": None})):
+    for fmt in formats:
+        metadata = METADATA[fmt]
         path = folder / f"{stem}.{fmt}"
         partial = folder / f".{stem}.{os.getpid()}.partial.{fmt}"
         fig.savefig(partial, format=fmt, dpi=DPI, bbox_inches="tight", metadata=metadata)

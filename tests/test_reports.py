@@ -319,6 +319,23 @@ def test_cli_all_builds_every_study_and_the_combined_table(momentum_study, tmp_p
     assert "no study.json" in capsys.readouterr().err
 
 
+def test_publish_writes_a_copy_for_git_without_html_or_links_into_run_folders(momentum_study, tmp_path, capsys):
+    docs = tmp_path / "docs" / "results"
+    assert build.main(["--all", "--runs", str(momentum_study.parent), "--publish", str(docs)]) == 0
+    assert f"published: {docs / 'summary.md'}" in capsys.readouterr().out
+    published = {p.relative_to(docs).as_posix() for p in docs.rglob("*") if p.is_file()}
+    assert {"summary.md", "momentum/report.md", "momentum/table.csv", "momentum/plots/knn.png",
+            "momentum/plots/entropy_kl.png"} <= published
+    assert not [p for p in published if p.endswith((".html", ".svg"))]
+    page = (docs / "momentum" / "report.md").read_text()
+    assert "](plots/knn.png)" in page and "SVG" not in page
+    assert "sacred/" not in page  # run ids, not links to run folders
+    assert "(momentum/report.md)" in (docs / "summary.md").read_text()
+    assert "sacred/" in (momentum_study / "report" / "report.md").read_text()  # the local report keeps its links
+    with pytest.raises(SystemExit):  # a published copy is of every study: --publish needs --all
+        build.main(["momentum", "--results", str(momentum_study), "--publish", str(docs)])
+
+
 def test_html_is_self_contained(momentum_report):
     page = momentum_report.read_text()
     sources = [part.split('"', 1)[0] for part in page.split('<img src="')[1:]]
