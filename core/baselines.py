@@ -13,7 +13,7 @@ import sys
 import torch
 from torch import nn
 
-from core.config import DINOConfig
+from core.config import ConfigError, DINOConfig, parse_assignment
 from core.data import build_data
 from core.distributed import init_distributed
 from core.evaluate import knn_evaluate
@@ -35,8 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.baselines", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="tiny", choices=sorted(PROFILES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set backbone.patch_size=16 (repeatable)")
     args = parser.parse_args(argv)
-    result = baselines(profile_config(args.profile, {"seed": args.seed}))
+    try:
+        config = profile_config(args.profile, {**dict(parse_assignment(a) for a in args.set), "seed": args.seed})
+    except ConfigError as error:
+        parser.error(str(error))
+    result = baselines(config)
     print(json.dumps(result, indent=2))
     return 0
 

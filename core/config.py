@@ -300,6 +300,14 @@ def parse_teacher_temp(value: Any) -> tuple[float, float]:
     raise ConfigError(f"loss.teacher_temp={value!r} is not a temperature; write 0.04 or '0.04->0.07'")
 
 
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``"key=value"`` of a ``--set`` option -> ``(key, value)``."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ConfigError(f"--set {text!r} needs the form key=value, e.g. --set epochs=20")
+    return key.strip(), parse_value(value)
+
+
 def parse_value(text: str) -> Any:
     """Read a ``--set key=value`` value: JSON where it parses (numbers, booleans, lists), else text."""
     lowered = text.strip()

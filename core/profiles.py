@@ -15,7 +15,7 @@ FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {
-        # Sized so that six studies x 3 seeds (78 runs) fit in 2 hours on 2 CPU cores, two
+        # Sized so that six studies x 3 seeds (69 runs) fit in 2 hours on 2 CPU cores, two
         # 1-thread runs at a time (~2.5 min each; docs/results/): batch 64 (more updates per
         # image), lr 5e-3, a constant sharp teacher (0.04: the 0.07 end of the paper's warm-up
         # kept targets near uniform in so short a run), a learnable last-layer gain, a fast EMA

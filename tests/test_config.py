@@ -21,7 +21,7 @@ from core.profiles import PROFILES, profile_config
     ({"backbone.name": "resnet50"}, ["backbone.name", "Vision Transformer"]),
     ({"precision": "fp8"}, ["precision", "bf16"]),
     ({"optim.warmup_epochs": 50}, ["optim.warmup_epochs", "epochs"]),
-    ({"head.freeze_last_layer": 5}, ["head.freeze_last_layer", "never train"]),
+    ({"head.freeze_last_layer": 50}, ["head.freeze_last_layer", "never train"]),
     ({"data.name": "cifar"}, ["data.name", "fashion_mnist"]),
     ({"crops": 3}, ["crops"]),
 ])

@@ -29,23 +29,24 @@ def test_shipped_studies_expand_on_every_profile(name, profile):
 
 
 def test_shipped_reference_values_and_mappings():
-    m = plan.expand(spec.load("centering_momentum"), "tiny")
+    assert all(spec.load(name).seeds == (0, 1, 2) for name in spec.available())  # the published runs
+    m = plan.expand(spec.load("centering_momentum"), "tiny", seeds=(0,))
     assert [(r.axes["m"], r.paper, r.config.loss.center_momentum) for r in m] == [
         ("0", 69.1, 0.0), ("0.9", 69.7, 0.9), ("0.99", 69.4, 0.99), ("0.999", 0.1, 0.999)]
-    tau = plan.expand(spec.load("teacher_temperature"), "tiny")
+    tau = plan.expand(spec.load("teacher_temperature"), "tiny", seeds=(0,))
     assert [r.paper for r in tau] == [43.9, 66.7, 69.6, 68.7, 0.1, 69.7]
     assert tau[-1].config.loss.teacher_temp == "0.04->0.07"
-    patch = plan.expand(spec.load("patch_size"), "tiny")  # paper labels, tiny values
+    patch = plan.expand(spec.load("patch_size"), "tiny", seeds=(0,))  # paper labels, tiny values
     assert [(r.axes["patch"], r.config.backbone.patch_size, r.paper) for r in patch] == [
-        ("16", 8, 74.5), ("8", 4, 78.3), ("5", 2, None)]
-    big = plan.expand(spec.load("patch_size"), "vits16_imagenet")
+        ("16", 16, 74.5), ("8", 8, 78.3), ("5", 4, None)]
+    big = plan.expand(spec.load("patch_size"), "vits16_imagenet", seeds=(0,))
     assert [(r.config.backbone.patch_size, r.config.crops.local_size, r.config.epochs) for r in big] == [
         (16, 96, 800), (8, 96, 800), (5, 95, 800)]
-    collapse = plan.expand(spec.load("collapse"), "tiny")
+    collapse = plan.expand(spec.load("collapse"), "tiny", seeds=(0,))
     assert [(r.config.loss.centering, r.config.loss.sharpening) for r in collapse] == [
         (True, False), (False, True), (True, True)]
     assert all(r.config.log_every == 1 and r.paper is None for r in collapse)
-    update = plan.expand(spec.load("teacher_update"), "vits16_imagenet")
+    update = plan.expand(spec.load("teacher_update"), "vits16_imagenet", seeds=(0,))
     assert [r.paper for r in update] == [0.1, 0.1, 66.6, 72.8] and update[0].config.epochs == 300
 
 
@@ -180,7 +181,7 @@ def test_cluster_comes_from_the_user_never_from_the_machine(monkeypatch, tmp_pat
     assert code == 0 and "cluster local" in out  # even where srun exists
     monkeypatch.setenv("STUDIES_CLUSTER", "slurm")
     code, out, _ = run_cli(["collapse", "--dry-run"], capsys)
-    assert code == 0 and "cluster slurm" in out and "#SBATCH --array=0-2%3" in out
+    assert code == 0 and "cluster slurm" in out and "#SBATCH --array=0-8%4" in out
     monkeypatch.setenv("STUDIES_CLUSTER", "cloud")
     code, _, err = run_cli(["collapse", "--dry-run"], capsys)
     assert code == 2 and "$STUDIES_CLUSTER=cloud: choose one of local, slurm, debug" in err
@@ -193,5 +194,5 @@ def test_unknown_study_name(capsys):
 
 def test_status_of_a_study_never_run_creates_nothing(tmp_path, capsys):
     code, out, _ = run_cli(["collapse", "--status", "--results", tmp_path / "r"], capsys)
-    assert code == 0 and "0/3 done, 0 running, 0 failed, 3 missing" in out
+    assert code == 0 and "0/9 done, 0 running, 0 failed, 9 missing" in out
     assert not (tmp_path / "r").exists()
