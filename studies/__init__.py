@@ -24,6 +24,7 @@ SLURM it must be on a filesystem the compute nodes share)::
       sacred/_sources/               source files sacred stored (deduplicated by hash)
       submitit/<stamp>/<job_id>/     submitit's pickles and logs per submission: <job_id>_<task>_log.out
                                      / .err (job_id "123_4" for task 4 of array 123; a pid locally)
+      submitit/slots/slot-<i>.lock   local runs: one flock per run allowed to train at once (studies.slots)
 
 Watch a study live: ``optuna-dashboard <results>/ledger.journal`` (``pip install -e '.[dashboard]'``).
 Ledger trials (``optuna.load_study(study_name=<study>, storage=...)``; no params, so editing a
