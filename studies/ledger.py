@@ -9,6 +9,7 @@ A job that dies without telling is found by ``liveness`` and marked FAIL here.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -40,13 +41,18 @@ class Ledger:
         self.study_id = self.storage.get_study_id_from_name(study.study_name)
 
     @classmethod
-    def create(cls, url: str, name: str, direction: str) -> Ledger:
-        """Open the study's ledger, creating it on first use (launcher side)."""
+    def create(cls, url: str, name: str, direction: str, metric: str) -> Ledger:
+        """Open the study's ledger, creating it on first use (launcher side). The metric's name
+        labels the objective in optuna-dashboard (otherwise "Objective 0")."""
         study = optuna.create_study(storage=open_storage(url), study_name=name, direction=direction,
                                     load_if_exists=True)
         if study.direction.name.lower() != direction:
             raise SpecError([(f"--storage {url}: study {name!r} was created to {study.direction.name.lower()} "
                               f"its metric, this one would {direction} it; use another --results or --storage")])
+        if study.metric_names != [metric]:
+            with warnings.catch_warnings():  # experimental since optuna 3.2, unchanged through 4.x
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([metric])
         return cls(study)
 
     @classmethod

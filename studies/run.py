@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(status.table(status.statuses(ctx.runs, {}), ctx.study.metric))  # nothing created yet
         return 0
     try:
-        ledger = Ledger.create(ctx.storage, ctx.study.name, ctx.study.direction)
+        ledger = Ledger.create(ctx.storage, ctx.study.name, ctx.study.direction, ctx.study.metric)
     except SpecError as error:
         print(error, file=sys.stderr)
         return 2

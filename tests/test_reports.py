@@ -57,7 +57,7 @@ def write_results(results: Path, name: str, axes: list[dict], seeds: list[int], 
             "storage": str(results / "ledger.journal"),
             "axes": [{k: a.get(k) for k in ("name", "key", "labels", "paper")} for a in axes], "runs": plan_runs}
     (results / "study.json").write_text(json.dumps(plan))
-    ledger = Ledger.create(str(results / "ledger.journal"), name, "maximize")
+    ledger = Ledger.create(str(results / "ledger.journal"), name, "maximize", "knn_top1")
     counts: dict[str, int] = {}
     for spec in attempts:
         labels, seed = spec["labels"], spec["seed"]

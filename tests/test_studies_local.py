@@ -121,6 +121,8 @@ def test_local_study_runs_records_skips_and_retries_only_failures(write_study, t
         assert info["versions"]["torch"] == torch.__version__ and info["segments"][0]["status"] == "COMPLETED"
         assert info["wall_seconds"] > 0 and info["gpu_hours"] == 0
     assert json.loads((results / "study.json").read_text())["runs"][0]["label"] == "run=m0.9 seed=0"
+    ledger = optuna.load_study(study_name="micro", storage=open_storage(str(results / "ledger.journal")))
+    assert ledger.metric_names == ["knn_top1"]  # optuna-dashboard's name for the objective
 
     # A second invocation submits nothing.
     assert main([str(path), "--results", str(results)]) == 0
