@@ -14,8 +14,10 @@ Every figure is measured in this one invocation, on this machine, and written to
   precision used, and peak memory of one step (RSS on CPU, allocated bytes on GPU);
 - ``knn``: feature extraction rate of the teacher backbone on eval views, classification time
   of 60k x 10k random features, and peak memory against ``eval.chunk_size``;
-- ``study``: wall time of ``python -m studies.run`` for N short runs minus the runs' own
-  training time, and the time to plan and dry-run a 1,000-run grid;
+- ``study``: wall time of ``python -m studies.run`` for N short runs (12 by default) minus the
+  runs' own training time, and the time to plan and dry-run a 1,000-run grid. About 9 s of it
+  is paid once per study (the launcher's and the first run's start-up, the report at the end),
+  so the per-run figure falls with N; ``--study-runs N`` to see it;
 - ``learn`` (only with ``--only learn``): whole trainings of the profile and of its plain fp32
   eager twin for two seeds, to show the fast path learns the same (k-NN top-1 within seed noise).
 
@@ -772,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
                                             [1024, 4096], ["plain", "fp16"], 1 if quick else 3)
 
     if "study" in only:
-        results["study"] = bench_study(args.study_runs or (2 if quick else 4), 1000, quick,
+        results["study"] = bench_study(args.study_runs or (2 if quick else 12), 1000, quick,
                                        600 if quick else 1800)
 
     if "learn" in only:

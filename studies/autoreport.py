@@ -2,11 +2,19 @@
 finishes last on a cluster (the launcher may be long gone by then)."""
 from __future__ import annotations
 
+import importlib
+import threading
 from pathlib import Path
 
 from optuna.trial import TrialState
 
 from studies.ledger import Ledger
+
+
+def import_in_background() -> None:
+    """Import the report builder (seaborn, scipy, matplotlib: about a second) on a thread while the
+    runs train, so that the report written at the end costs only its own drawing."""
+    threading.Thread(target=importlib.import_module, args=("reports.build",), daemon=True).start()
 
 
 def write_report(study: str, results_dir: Path, storage: str) -> Path | None:

@@ -18,12 +18,13 @@ from typing import Any, Callable, Mapping
 
 import submitit
 from optuna.trial import TrialState
+from sacred import Experiment
 
 from core.config import DINOConfig
 from studies import liveness, slots
 from studies.autoreport import write_report_if_finished
 from studies.ledger import Ledger
-from studies.record import recorded_run
+from studies.record import experiment, recorded_run
 
 # The callback (kind, name) a metric of core.train's result is reported from as it trains.
 _INTERMEDIATE = {"knn_top1": ("knn", "top1"), "knn_top5": ("knn", "top5"), "loss": ("epoch", "loss")}
@@ -64,20 +65,26 @@ class RunJob(submitit.helpers.Checkpointable):
         from core.train import train  # the slow imports, done before waiting for a slot
 
         torch.set_num_threads(self.spec.threads)
-        slot = slots.acquire(self.spec.slots) if self.spec.slots else None
+        spec, env = self.spec, submitit.JobEnvironment()
+        config = DINOConfig.from_dict(spec.config)
+        meta = {"study": spec.study, "run_id": spec.run_id, "label": spec.label, "trial": spec.trial,
+                "run_dir": spec.run_dir}
+        # only rank 0 records; its sacred scan of the sources is done before waiting for a slot too
+        ex = experiment(spec.study, spec.run_id, spec.sacred_root, config, meta) if env.global_rank == 0 else None
+        slot = slots.acquire(spec.slots) if spec.slots else None
         try:
-            return self._attempt(train)
+            if ex is None:
+                train(config, spec.run_dir, progress=False)
+                return None
+            return self._attempt(train, config, ex)
         finally:
             if slot is not None:
                 os.close(slot)
 
-    def _attempt(self, train: Callable[..., dict[str, float]]) -> dict[str, Any] | None:
+    def _attempt(self, train: Callable[..., dict[str, float]], config: DINOConfig,
+                 ex: Experiment) -> dict[str, Any] | None:
         started = time.time()
         spec, env = self.spec, submitit.JobEnvironment()
-        config = DINOConfig.from_dict(spec.config)
-        if env.global_rank != 0:
-            train(config, spec.run_dir, progress=False)
-            return None
         ledger = Ledger.load(spec.storage, spec.study)
         state = ledger.trial(spec.trial).state
         if state != TrialState.RUNNING:
@@ -95,12 +102,9 @@ class RunJob(submitit.helpers.Checkpointable):
                     ledger.report(spec.trial, step, float(metrics[report[1]]))
             return train(config, spec.run_dir, callback, progress=False)
 
-        meta = {"study": spec.study, "run_id": spec.run_id, "label": spec.label, "trial": spec.trial,
-                "run_dir": spec.run_dir}
         try:
-            result = recorded_run(study=spec.study, run_id=spec.run_id, sacred_root=spec.sacred_root,
-                                  config=config, meta=meta, observers=spec.observers, job_id=env.job_id,
-                                  num_tasks=env.num_tasks, started=started, body=body,
+            result = recorded_run(ex, run_id=spec.run_id, sacred_root=spec.sacred_root, observers=spec.observers,
+                                  job_id=env.job_id, num_tasks=env.num_tasks, started=started, body=body,
                                   requeueing=lambda: self._requeueing)
         except SystemExit:
             if not self._requeueing:

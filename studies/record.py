@@ -78,22 +78,30 @@ def _previous_segments(folder: Path) -> list[dict[str, Any]]:
         return []
 
 
-def recorded_run(*, study: str, run_id: str, sacred_root: str, config: DINOConfig, meta: Mapping[str, Any],
-                 observers: Mapping[str, str], job_id: str, num_tasks: int, started: float,
-                 body: Callable[[Callback], dict[str, float]], requeueing: Callable[[], bool]) -> dict[str, Any]:
-    """Run ``body(callback)`` (the training) as a sacred run and return its result with the cost.
+def experiment(study: str, run_id: str, sacred_root: str, config: DINOConfig,
+               meta: Mapping[str, Any]) -> Experiment:
+    """The sacred experiment of one run attempt, not started yet. Building it scans every loaded
+    module of the repository and asks git about each (about half a second), so a local job builds
+    it while it waits for a slot, hidden behind the runs that are training."""
+    ex = Experiment(study, base_dir=str(REPO), save_git_info=_has_commit(REPO))
+    ex.captured_out_filter = apply_backspaces_and_linefeeds
+    ex.observers = [SegmentedFileStorageObserver(sacred_root, run_id)]
+    ex.add_config({"dino": config.to_dict(), "study": dict(meta), "seed": config.seed})
+    return ex
+
+
+def recorded_run(ex: Experiment, *, run_id: str, sacred_root: str, observers: Mapping[str, str], job_id: str,
+                 num_tasks: int, started: float, body: Callable[[Callback], dict[str, float]],
+                 requeueing: Callable[[], bool]) -> dict[str, Any]:
+    """Run ``body(callback)`` (the training) as the sacred run ``ex`` (from ``experiment``) and
+    return its result with the cost.
 
     ``callback`` logs every metric as ``<kind>.<name>``; ``requeueing()`` says whether a
     ``SystemExit`` out of ``body`` is submitit requeueing the job (recorded as REQUEUED, not FAILED);
     ``started`` (epoch seconds) is when the job began, so the cost includes its start-up.
     """
-    folder = Path(sacred_root) / run_id
-    segments = _previous_segments(folder)
+    segments = _previous_segments(Path(sacred_root) / run_id)
     segment_id = run_id if not segments else f"{run_id}.r{len(segments)}"
-    ex = Experiment(study, base_dir=str(REPO), save_git_info=_has_commit(REPO))
-    ex.captured_out_filter = apply_backspaces_and_linefeeds
-    ex.observers = [SegmentedFileStorageObserver(sacred_root, run_id)]
-    ex.add_config({"dino": config.to_dict(), "study": dict(meta), "seed": config.seed})
 
     def main(_run):
         segment = {"id": segment_id, "job_id": job_id, "host": os.uname().nodename,

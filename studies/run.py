@@ -26,7 +26,7 @@ from core.config import parse_value
 from core.profiles import profile_config
 from studies import launch, liveness, plan, slots, spec, status
 from studies.job import JobSpec, RunJob
-from studies.autoreport import write_report
+from studies.autoreport import import_in_background, write_report
 from studies.ledger import Ledger
 from studies.record import observer_options
 from studies.spec import Resources, SpecError, Study
@@ -134,6 +134,8 @@ def launch_missing(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], r
     print(f"{ctx.study.name}: launching {len(todo)} {wanted} run(s) on {ctx.cluster} "
           f"(profile {ctx.profile}); before: {before}")
     write_plan(ctx)
+    if ctx.cluster != "slurm":  # on SLURM the last job to finish writes the report
+        import_in_background()
     try:
         failed = submit(ctx, ledger, todo)
     except KeyboardInterrupt:  # Ctrl-C reaches the local jobs too: they stop and report FAIL
