@@ -51,6 +51,11 @@ def checkpoint_epoch(run_dir: str) -> int:
         return 0
 
 
+# 16 iterations per epoch instead of 2: the tests below act on a run while it trains, and at 2
+# iterations a whole run (about a second) can end between two polls of the ledger.
+SLOW_EPOCHS = {"data.train_subset": 1024}
+
+
 def wait_for(condition, timeout: float, what: str):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -166,7 +171,7 @@ def test_killed_runs_are_marked_failed_and_resume_on_retry(write_study, tmp_path
     """SIGKILL a run's process while the launcher watches (the launcher notices), and another
     after killing the launcher too (the next ``--status`` notices); retries resume both."""
     path = write_study("killed", axes=[{"name": "m", "key": "loss.center_momentum", "values": [0.9, 0.95]}],
-                       set={"epochs": 20})
+                       set={"epochs": 20, **SLOW_EPOCHS})
     results = tmp_path / "results"
     proc = launcher(path, "--results", results, "--max-parallel", "2")
     try:
@@ -206,7 +211,7 @@ def test_requeue_on_simulated_timeout_resumes_from_the_checkpoint(write_study, t
     that same signal once the run has a checkpoint, instead of waiting for the clock; with
     time_min = 5 submitit counts it as a time-out."""
     path = write_study("requeue", axes=[{"name": "m", "key": "loss.center_momentum", "values": [0.9]}],
-                       set={"epochs": 12}, resources={"time_min": 5, "signal_delay_s": 30})
+                       set={"epochs": 12, **SLOW_EPOCHS}, resources={"time_min": 5, "signal_delay_s": 30})
     results = tmp_path / "results"
     extra = tmp_path / "extra_observer"
     proc = launcher(path, "--results", results, "--observer", f"file_storage={extra}")
