@@ -108,8 +108,10 @@ def submit_slurm(ex: submitit.AutoExecutor, specs: list[JobSpec]) -> list[submit
 def run_local(ex: submitit.AutoExecutor, prepare: Sequence[Callable[[], JobSpec]], max_parallel: int,
               submitted: Callable[[JobSpec, submitit.Job], None],
               finished: Callable[[JobSpec, submitit.Job], None]) -> None:
-    """Run jobs as local processes, at most ``max_parallel`` training at a time and one more
-    starting up and waiting for a slot (``studies.slots``), echoing their output.
+    """Run jobs as local processes, at most ``max_parallel`` training at a time and as many more
+    starting up and waiting for a slot (``studies.slots``), echoing their output. One waiting run
+    per slot, because runs of one study often end together (same shape, started together), and a
+    single waiting run would leave the second freed slot idle for a whole start-up.
 
     ``prepare`` creates a run's ledger trial only when its process starts, so runs that never
     started stay "missing" (not "failed") if the launcher is stopped.
@@ -117,7 +119,7 @@ def run_local(ex: submitit.AutoExecutor, prepare: Sequence[Callable[[], JobSpec]
     queue = deque(prepare)
     active: list[tuple[JobSpec, submitit.Job, _Tail]] = []
     while queue or active:
-        while queue and len(active) < max_parallel + 1:
+        while queue and len(active) < 2 * max_parallel:
             spec = queue.popleft()()
             job = ex.submit(RunJob(spec))
             submitted(spec, job)

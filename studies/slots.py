@@ -1,11 +1,12 @@
-"""Local run slots: at most N runs train at once, and the next one waits already warmed up.
+"""Local run slots: at most N runs train at once, and the next ones wait already warmed up.
 
-A run spends seconds before it trains: a new Python process and importing torch and timm
-(about 2 s here). The local launcher therefore starts one run more than ``--max-parallel``; that
-run starts up and imports while the others train and then waits for a slot, so its start-up is
-hidden behind their training (it opens the ledger and builds its data once it holds the slot). A slot is an exclusive ``flock`` on one of N
-files; the kernel releases it when its process ends however it ends (success, error, SIGKILL,
-time-out), so a slot can never leak and a killed run frees its slot at once.
+A run spends seconds before it trains: a new Python process, importing torch and timm, and
+sacred's scan of the sources (about 3 s here). The local launcher therefore starts up to N runs
+more than ``--max-parallel``; they start up while the others train and then wait for a slot, so
+their start-up is hidden behind that training (a run opens the ledger and builds its data once
+it holds a slot). A slot is an exclusive ``flock`` on one of N files; the kernel releases it when
+its process ends however it ends (success, error, SIGKILL, time-out), so a slot can never leak
+and a killed run frees its slot at once.
 """
 from __future__ import annotations
 

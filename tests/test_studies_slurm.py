@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from studies.run import main
 from tests.test_studies_local import (
+    SLOW_EPOCHS,
     by_label,
     checkpoint_epoch,
     epoch_steps,
@@ -27,7 +28,7 @@ def test_job_array_on_local_slurm(slurm_partition, write_study, tmp_path, capsys
     path = write_study("array", axes=[{"name": "run", "values": [
         {"label": "a", "set": {"loss.center_momentum": 0.9, "epochs": 2}},
         {"label": "b", "set": {"loss.center_momentum": 0.95, "epochs": 2}},
-        {"label": "preempted", "set": {"loss.center_momentum": 0.99, "epochs": 30}},
+        {"label": "preempted", "set": {"loss.center_momentum": 0.99, "epochs": 30, **SLOW_EPOCHS}},
         {"label": "cancelled", "set": {"loss.center_momentum": 0.999, "epochs": 100}},
     ]}], resources={"cpus_per_task": 1, "mem_gb": 2, "time_min": 10, "array_parallelism": 4})
     results = tmp_path / "results"
