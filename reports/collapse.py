@@ -9,6 +9,12 @@ uniform (h -> ln K). Hence the rule, applied to the last epoch's means (the trai
 * **collapsed** when KL < ``kl_max`` (0.05 nats by default): the student has nothing left to learn;
 * its **mode** from h / ln K: at most ``one_dimension_max`` (0.1) -> "one dimension", at least
   ``uniform_min`` (0.9) -> "uniform", in between -> "other" (collapsed, mode unclear);
+* also **collapsed (uniform)**, whatever the KL, when h(P_t) >= ``uniform_targets_min`` (0.98)
+  ln K: the teacher's targets are uniform and carry nothing to learn, even while the student
+  still differs from them. This is how the teacher-update failures of the paper (student copy,
+  previous iteration) end on tiny: h at 0.986-0.999 ln K, KL 0.16-1.09, k-NN 12 points below a
+  random network. Healthy tiny runs end at or below 0.957 ln K. (No such shortcut for one
+  dimension: argmax targets, tau_t = 0, have h = 0 by construction);
 * "unknown" when the run logged no entropy or KL yet, "none" otherwise.
 
 K is the run's ``head.out_dim``. A healthy tiny run (K = 1024, ln K = 6.93) ends with KL near
@@ -30,14 +36,17 @@ class CollapseRule:
     kl_max: float = 0.05  # nats
     one_dimension_max: float = 0.1  # h(P_t) / ln K
     uniform_min: float = 0.9  # h(P_t) / ln K
+    uniform_targets_min: float = 0.98  # h(P_t) / ln K: uniform targets, collapsed whatever the KL
 
     def classify(self, entropy: float, kl: float, out_dim: int) -> str:
         """One of ``MODES``, ``NONE`` or ``UNKNOWN`` for a run's final h(P_t) and KL."""
         if not (math.isfinite(entropy) and math.isfinite(kl)) or out_dim < 2:
             return UNKNOWN
+        fraction = entropy / math.log(out_dim)
+        if fraction >= self.uniform_targets_min:
+            return MODES[1]
         if kl >= self.kl_max:
             return NONE
-        fraction = entropy / math.log(out_dim)
         if fraction <= self.one_dimension_max:
             return MODES[0]
         if fraction >= self.uniform_min:
@@ -48,8 +57,9 @@ class CollapseRule:
         """The rule in one sentence, for the report's notes."""
         return (f"a run is collapsed when its final KL(P_t || P_s) is below {self.kl_max:g} nats; the mode is "
                 f"\"one dimension\" when h(P_t) <= {self.one_dimension_max:g} ln K, \"uniform\" when "
-                f"h(P_t) >= {self.uniform_min:g} ln K, \"other\" in between (final = mean over the last epoch, "
-                "K = head.out_dim)")
+                f"h(P_t) >= {self.uniform_min:g} ln K, \"other\" in between; also collapsed (uniform targets) "
+                f"when h(P_t) >= {self.uniform_targets_min:g} ln K whatever the KL (final = mean over the last "
+                "epoch, K = head.out_dim)")
 
 
 def is_collapsed(mode: str) -> bool:

@@ -90,7 +90,7 @@ def study_page(results: StudyResults, table: pd.DataFrame, figures: Mapping[str,
                   "only some did."],
                  ["Verdict: a row is judged on the paper's direction and on collapse, not on absolute accuracy: "
                   f"the paper's best non-collapsing setting is the reference (on a grid, per combination of the axes "
-                  "without paper numbers); differences under {verdict.TIE:g} "
+                  f"without paper numbers); differences under {verdict.TIE:g} "
                   "points in the paper, or under the larger of that and the rows' combined 95 % half-widths here, "
                   "count as level; a paper number <= "
                   f"{verdict.PAPER_COLLAPSE_MAX:g} means the paper's run collapsed, as does turning off centering "

@@ -156,7 +156,7 @@ def momentum_study(tmp_path_factory) -> Path:
              extra_metrics={"epoch.loss": [(3, 9.0)]}),  # epoch 3 logged twice: the later value counts
         {"labels": {"m": "0.99"}, "seed": 2, "state": "failed", "cpu_hours": 0.25, "epochs": (1, 1)},
         done("0.999", 0, 10.0, 50.0, h=4.15, kl=0.001), done("0.999", 1, 11.0, 50.0, h=4.15, kl=0.002),
-        done("0.999", 2, 12.0, 50.0, h=4.15, kl=0.3),
+        done("0.999", 2, 12.0, 50.0, h=3.9, kl=0.3),  # h < 0.98 ln K: targets not uniform
         done("0.9", 0, 99.0, 99.0, stale=True, cpu_hours=1.0),  # another config, launched earlier
     ]
     return write_results(tmp_path_factory.mktemp("reports") / "momentum", "momentum", [M_AXIS], [0, 1, 2], attempts)
@@ -198,6 +198,9 @@ def test_collapse_rule():
     assert rule.classify(2.0, 0.05, 64) == "none"  # at the threshold: not collapsed
     assert rule.classify(math.nan, 0.01, 64) == "unknown"
     assert CollapseRule(kl_max=0.5).classify(4.0, 0.3, 64) == "uniform"
+    # uniform targets (h >= 0.98 ln K = 4.0757) are collapsed whatever the KL; just below, not
+    assert rule.classify(4.08, 0.9, 64) == "uniform" and rule.classify(4.07, 0.9, 64) == "none"
+    assert rule.classify(0.0, 0.58, 64) == "none"  # argmax targets: h = 0 by construction, not a collapse
 
 
 # -- a finished study with failed, retried and stale attempts ---------------------------------------
@@ -236,6 +239,7 @@ def test_page_says_incomplete_and_counts_every_attempt_in_the_cost(momentum_repo
     assert "| all (11 attempts) |" in text and "| 5.5 |" in text  # 3 x 1.5 + the stale attempt's 1.0
     assert "not in the current plan" in text and "superseded by a later attempt" in text
     assert "NonFiniteLossError: loss is nan at epoch 2" in text
+    assert "differences under 0.5 points in the paper" in text and "{" not in text  # every field filled in
     tex = momentum_report.with_name("table.tex").read_text()
     assert r"72.00 $\pm$ 2.00 & [67.03, 76.97]" in tex and r"\begin{tabular}" in tex
     for stem in ("knn", "entropy_kl", "runs"):
