@@ -15,7 +15,7 @@ Every figure is measured in this one invocation, on this machine, and written to
 - ``knn``: feature extraction rate of the teacher backbone on eval views, classification time
   of 60k x 10k random features, and peak memory against ``eval.chunk_size``;
 - ``study``: wall time of ``python -m studies.run`` for N short runs (12 by default) minus the
-  runs' own training time, and the time to plan and dry-run a 1,000-run grid. About 9 s of it
+  runs' own training time, and the time to plan and dry-run a 1,000-run grid. About 7 s of it
   is paid once per study (the launcher's and the first run's start-up, the report at the end),
   so the per-run figure falls with N; ``--study-runs N`` to see it;
 - ``learn`` (only with ``--only learn``): whole trainings of the profile and of its plain fp32
