@@ -1,32 +1,34 @@
 """Every hyperparameter of a DINO run, in one frozen, validated object.
 
 The config is the unit that studies sweep, hash and record, so it is plain data: nested frozen
-dataclasses of numbers, strings, booleans and pairs, built from a dict and turned back into one.
-Values are checked when the config is built, so a bad run is refused before any work starts,
-with a message that names the key and the fix.
+dataclasses of numbers, strings, booleans and pairs, built from a dict and turned back into one
+(the machinery is ``core.typed``). Values are checked when the config is built, so a bad run is
+refused before any work starts, with a message that names the key and the fix.
 
 Where the reference code and the paper differ, the paper is the default (teacher temperature
 warm-up 0.04->0.07 over 30 epochs); the reference's value is one setting away
 (``loss.teacher_temp = 0.04``).
+
+Warm-ups (``optim.warmup_epochs``, ``loss.teacher_temp_warmup_epochs``,
+``head.freeze_last_layer``) are durations: a number of epochs (``10``, the paper's unit), or a
+share of the run written ``"10%"``, which a shorter profile and ``--set epochs=N`` scale with the
+run, so a warm-up is never cut short: every warm-up ends within the run, or the config is refused.
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
-import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Tuple
 
+from core import typed
+from core.typed import ConfigError, parse_assignment, parse_value  # noqa: F401  (the config's CLI helpers)
+
 TEACHER_UPDATES = ("momentum", "previous_epoch", "previous_iter", "student_copy")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DATASETS = ("fashion_mnist", "imagefolder")
-
-
-class ConfigError(ValueError):
-    """A config value is invalid; the message names the key and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,11 @@ class HeadConfig:
     nlayers: int = 3
     use_bn: bool = False
     norm_last_layer: bool = True
-    freeze_last_layer: int = 1  # epochs during which the last layer gets no gradient
+    freeze_last_layer: Any = 1  # duration (epochs or "P%") during which the last layer gets no gradient
 
     def validate(self) -> None:
         _positive(self, "hidden_dim", "bottleneck_dim", "out_dim", "nlayers")
-        if self.freeze_last_layer < 0:
-            raise ConfigError(f"head.freeze_last_layer={self.freeze_last_layer} must be >= 0 epochs")
+        parse_duration(self.freeze_last_layer, "head.freeze_last_layer")
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ class LossConfig:
     """Centering and sharpening of the teacher, sharpening temperature of the student.
 
     ``teacher_temp`` is a constant (``0.04``; ``0`` means one-hot argmax targets) or a linear
-    warm-up written ``"0.04->0.07"``, reached after ``teacher_temp_warmup_epochs`` epochs.
+    warm-up written ``"0.04->0.07"``, linear over ``teacher_temp_warmup_epochs`` (a duration) and
+    reaching its end value at the warm-up's last epoch, as the reference's ``np.linspace`` does.
     ``sharpening = false`` gives the teacher the student's temperature (no sharpening relative to
     the student) and ``centering = false`` never subtracts a center: the two halves of the
     paper's collapse study (Fig. 7).
@@ -114,7 +116,7 @@ class LossConfig:
 
     student_temp: float = 0.1
     teacher_temp: Any = "0.04->0.07"
-    teacher_temp_warmup_epochs: int = 30
+    teacher_temp_warmup_epochs: Any = 30  # duration: epochs, or a share of the run ("30%")
     center_momentum: float = 0.9
     centering: bool = True
     sharpening: bool = True
@@ -125,8 +127,7 @@ class LossConfig:
         start, end = parse_teacher_temp(self.teacher_temp)
         if start < 0 or end < 0:
             raise ConfigError(f"loss.teacher_temp={self.teacher_temp!r} must be >= 0")
-        if self.teacher_temp_warmup_epochs < 0:
-            raise ConfigError("loss.teacher_temp_warmup_epochs must be >= 0")
+        parse_duration(self.teacher_temp_warmup_epochs, "loss.teacher_temp_warmup_epochs")
         if not 0.0 <= self.center_momentum < 1.0:
             raise ConfigError(f"loss.center_momentum={self.center_momentum} must be in [0, 1): "
                               "1 would freeze the center at 0; use loss.centering = false instead")
@@ -155,7 +156,7 @@ class OptimConfig:
 
     lr: float = 0.0005
     min_lr: float = 1e-6
-    warmup_epochs: int = 10
+    warmup_epochs: Any = 10  # duration: epochs, or a share of the run ("10%")
     weight_decay: float = 0.04
     weight_decay_end: float = 0.4
     clip_grad: float = 3.0  # per-parameter gradient norm clip; 0 switches clipping off
@@ -163,8 +164,9 @@ class OptimConfig:
     def validate(self) -> None:
         if self.lr <= 0 or self.min_lr < 0:
             raise ConfigError(f"optim.lr={self.lr} must be > 0 and optim.min_lr >= 0")
-        if self.warmup_epochs < 0 or self.weight_decay < 0 or self.weight_decay_end < 0:
-            raise ConfigError("optim.warmup_epochs, weight_decay and weight_decay_end must be >= 0")
+        parse_duration(self.warmup_epochs, "optim.warmup_epochs")
+        if self.weight_decay < 0 or self.weight_decay_end < 0:
+            raise ConfigError("optim.weight_decay and optim.weight_decay_end must be >= 0")
         if self.clip_grad < 0:
             raise ConfigError(f"optim.clip_grad={self.clip_grad} must be >= 0 (0 disables clipping)")
 
@@ -176,7 +178,7 @@ class DataConfig:
 
     name: Literal["fashion_mnist", "imagefolder"] = "imagefolder"
     path: str = ""
-    load_size: int = 256  # images are loaded as load_size x load_size squares before cropping
+    load_size: int = 256  # k-NN inputs (and Fashion-MNIST's training images): load_size squares
     eval_crop: float = 0.875  # k-NN inputs: central fraction of the loaded square, resized
     train_subset: int = 0  # 0 = the whole train split; N = a fixed random N images to pre-train on
     num_workers: int = 0
@@ -240,6 +242,8 @@ class DINOConfig:
         for section in _SECTIONS:
             getattr(self, section).validate()
         _positive(self, "epochs", "batch_size", "log_every")
+        if self.seed < 0:
+            raise ConfigError(f"seed={self.seed} must be >= 0")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision={self.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
         if self.crops.global_size != self.backbone.img_size:
@@ -249,18 +253,38 @@ class DINOConfig:
             if getattr(self.crops, key) % self.backbone.patch_size:
                 raise ConfigError(f"crops.{key}={getattr(self.crops, key)} is not a multiple of "
                                   f"backbone.patch_size={self.backbone.patch_size}")
-        if self.optim.warmup_epochs > self.epochs:
-            raise ConfigError(f"optim.warmup_epochs={self.optim.warmup_epochs} exceeds "
-                              f"epochs={self.epochs}; shorten the warm-up")
-        if self.head.freeze_last_layer >= self.epochs:
-            raise ConfigError(f"head.freeze_last_layer={self.head.freeze_last_layer} >= "
-                              f"epochs={self.epochs}: the last layer would never train")
+        self._check_durations()
+
+    def duration(self, key: str) -> float:
+        """The duration at dotted ``key`` (e.g. ``"optim.warmup_epochs"``) in epochs of this run."""
+        section, name = key.split(".")
+        amount, is_share = parse_duration(getattr(getattr(self, section), name), key)
+        return amount * self.epochs if is_share else amount
+
+    def _check_durations(self) -> None:
+        """Every warm-up ends within the run, so its end value is really reached."""
+        fix = "shorten it, or give it as a share of the run (e.g. '30%') so that it scales with epochs"
+        start, end = parse_teacher_temp(self.loss.teacher_temp)
+        ramp = self.loss.sharpening and start != end
+        for key in _WARMUPS:
+            if key == "loss.teacher_temp_warmup_epochs" and not ramp:
+                continue  # a constant temperature has no warm-up to reach the end of
+            epochs = self.duration(key)
+            if epochs > self.epochs:
+                raise ConfigError(f"{key}={epochs:g} epochs exceeds epochs={self.epochs}; {fix}")
+        if self.duration("head.freeze_last_layer") >= self.epochs:
+            raise ConfigError(f"head.freeze_last_layer={self.head.freeze_last_layer} lasts the whole run "
+                              f"(epochs={self.epochs}): the last layer would never train; lower it")
+        warmup = self.duration("loss.teacher_temp_warmup_epochs")
+        if ramp and 0 < warmup <= 1 and self.epochs < 2:
+            raise ConfigError(f"loss.teacher_temp={self.loss.teacher_temp!r} cannot warm up in a "
+                              "1-epoch run (the schedule is per epoch); use a constant temperature")
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "DINOConfig":
         """Build from a nested dict (unknown keys and wrong types are refused)."""
-        return _build(cls, values, prefix="")
+        return typed.build(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready nested dict; ``from_dict(to_dict())`` gives the same config."""
@@ -270,74 +294,65 @@ class DINOConfig:
         """A new config with dotted-key overrides applied, e.g. ``{"teacher.momentum": 0.99}``."""
         values = self.to_dict()
         for dotted, value in overrides.items():
-            _set_dotted(values, dotted, value)
+            typed.set_dotted(values, dotted, value, field_names())
         return DINOConfig.from_dict(values)
 
     def flat(self) -> dict[str, Any]:
         """Dotted key -> value, for diffs between runs and for trackers."""
-        return _flatten(self.to_dict())
+        return typed.flatten(self.to_dict())
 
 
 _SECTIONS = ("backbone", "head", "crops", "loss", "teacher", "optim", "data", "eval")
+_WARMUPS = ("optim.warmup_epochs", "loss.teacher_temp_warmup_epochs")
+
+
+def parse_duration(value: Any, key: str) -> tuple[float, bool]:
+    """``10`` -> (10.0, False): epochs; ``"30%"`` -> (0.3, True): a share of the run."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        number = typed.parse_value(value.strip()[:-1])
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+            raise ConfigError(f"{key}={value!r} is not a share of the run; write e.g. '10%'")
+        share = number / 100
+        if not 0 <= share <= 1:
+            raise ConfigError(f"{key}={value!r} must be a share between 0% and 100% of the run")
+        return share, True
+    epochs = typed.finite_number(value, key)
+    if epochs < 0:
+        raise ConfigError(f"{key}={value!r} must be >= 0 epochs (or a share of the run, e.g. '10%')")
+    return epochs, False
 
 
 def parse_teacher_temp(value: Any) -> tuple[float, float]:
     """``0.04`` -> (0.04, 0.04); ``"0.04->0.07"`` -> (0.04, 0.07)."""
+    key = "loss.teacher_temp"
     if isinstance(value, bool):
-        raise ConfigError(f"loss.teacher_temp={value!r} must be a number or 'start->end'")
+        raise ConfigError(f"{key}={value!r} must be a number or 'start->end'")
     if isinstance(value, (int, float)):
-        return float(value), float(value)
+        number = typed.finite_number(value, key)
+        return number, number
     if isinstance(value, str):
         parts = value.split("->")
         try:
             numbers = [float(p) for p in parts]
         except ValueError:
             numbers = []
+        if not all(math.isfinite(n) for n in numbers):
+            raise ConfigError(f"{key}={value!r} is not finite; write finite temperatures, e.g. '0.04->0.07'")
         if len(numbers) == 1:
             return numbers[0], numbers[0]
         if len(numbers) == 2:
             return numbers[0], numbers[1]
-    raise ConfigError(f"loss.teacher_temp={value!r} is not a temperature; write 0.04 or '0.04->0.07'")
-
-
-def parse_assignment(text: str) -> tuple[str, Any]:
-    """``"key=value"`` of a ``--set`` option -> ``(key, value)``."""
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise ConfigError(f"--set {text!r} needs the form key=value, e.g. --set epochs=20")
-    return key.strip(), parse_value(value)
-
-
-def parse_value(text: str) -> Any:
-    """Read a ``--set key=value`` value: JSON where it parses (numbers, booleans, lists), else text."""
-    lowered = text.strip()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    try:
-        return json.loads(lowered)
-    except json.JSONDecodeError:
-        return lowered
+    raise ConfigError(f"{key}={value!r} is not a temperature; write 0.04 or '0.04->0.07'")
 
 
 def field_names() -> list[str]:
     """Every dotted key a config accepts (for error messages and study validation)."""
-    return sorted(_flatten(_default_dict()))
+    return typed.field_names(DINOConfig)
 
 
 def unknown_key_message(key: str) -> str:
     """'unknown config key ...; did you mean ...?' with the closest valid dotted keys."""
-    names = field_names()
-    close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
-    hint = f"did you mean {' or '.join(close)}?" if close else "valid keys: " + ", ".join(names)
-    return f"unknown config key {key!r}; {hint}"
-
-
-def _default_dict() -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(DINOConfig):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        values[f.name] = dataclasses.asdict(default) if dataclasses.is_dataclass(default) else default
-    return values
+    return typed.unknown_key_message(key, field_names())
 
 
 def _positive(obj: Any, *keys: str) -> None:
@@ -353,74 +368,4 @@ def _section_name(obj: Any) -> str:
     return ""
 
 
-def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a table of keys, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(unknown_key_message(prefix + unknown[0]))
-    kwargs = {}
-    for name, value in values.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, prefix + name + ".")
-        else:
-            kwargs[name] = _coerce(value, hint, prefix + name)
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check ``value`` against a field's annotation; ints are accepted where floats are expected."""
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return value
-    if origin is Literal:
-        if value not in typing.get_args(hint):
-            raise ConfigError(f"{key}={value!r} is not allowed; choose one of "
-                              + ", ".join(repr(a) for a in typing.get_args(hint)))
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return None if value is None else _coerce(value, args[0], key)
-    if origin in (tuple, Tuple):
-        args = typing.get_args(hint)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{key}={value!r} must be a list of {len(args)} numbers")
-        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not math.isfinite(value):
-            raise ConfigError(f"{key}={value!r} must be a finite number")
-        return float(value)
-    if hint is int and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise ConfigError(f"{key}={value!r} has the wrong type: expected {hint.__name__}, "
-                          f"got {type(value).__name__}")
-    return value
-
-
-def _set_dotted(values: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = values
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
-            raise ConfigError(unknown_key_message(dotted))
-        node = node[part]
-    if parts[-1] not in node or isinstance(node[parts[-1]], dict):
-        raise ConfigError(unknown_key_message(dotted))
-    node[parts[-1]] = list(value) if isinstance(value, tuple) else value
-
-
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, prefix + key + "."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
-_SECTION_TYPES = {name: typing.get_type_hints(DINOConfig)[name] for name in _SECTIONS}
+_SECTION_TYPES = {name: hint for name, hint in typing.get_type_hints(DINOConfig).items() if name in _SECTIONS}

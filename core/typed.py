@@ -1,0 +1,163 @@
+"""Frozen dataclasses built from plain mappings, with errors a person can act on.
+
+Configs and study resources are plain data (numbers, strings, booleans, pairs) read from TOML
+files and ``--set key=value`` options, so the same few rules apply to all of them: unknown keys
+are refused with the nearest valid ones, values are checked against the field's annotation
+(ints are accepted where floats are expected, never booleans; numbers must be finite), and a
+nested dataclass is addressed with dotted keys (``optim.lr``). Every error is a ``ConfigError``
+whose one-line message names the key and the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import types
+import typing
+from typing import Any, Iterable, Literal, Mapping, Tuple
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the key and how to fix it."""
+
+
+def build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
+    """An instance of dataclass ``cls`` from a nested mapping (unknown keys and wrong types refused)."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a table of keys, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(unknown_key_message(prefix + unknown[0], field_names(cls, prefix)))
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = build(hint, value, prefix + name + ".")
+        else:
+            kwargs[name] = coerce(value, hint, prefix + name)
+    return cls(**kwargs)
+
+
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against a field's annotation; ints are accepted where floats are expected."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"{key}={value!r} is not allowed; choose one of "
+                              + ", ".join(repr(a) for a in typing.get_args(hint)))
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if value is None else coerce(value, args[0], key)
+    if origin in (tuple, Tuple):
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{key}={value!r} must be a list of {len(args)} numbers")
+        return tuple(coerce(v, a, key) for v, a in zip(value, args))
+    if hint in (float, int) and _names_non_finite(value):
+        raise ConfigError(f"{key}={value!r} is not finite; give a finite number")
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}={value!r} has the wrong type: expected {hint.__name__}, "
+                          f"got {type(value).__name__}")
+    return value
+
+
+def finite_number(value: Any, key: str) -> float:
+    """``value`` as a float, refused unless it is a finite int or float (not a boolean)."""
+    if _names_non_finite(value):
+        raise ConfigError(f"{key}={value!r} is not finite; give a finite number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}={value!r} must be a number")
+    return float(value)
+
+
+def _names_non_finite(value: Any) -> bool:
+    """NaN and infinities, as numbers or as the words a user types (``nan``, ``inf``, ``-Infinity``)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, str):
+        try:
+            return not math.isfinite(float(value))
+        except ValueError:
+            return False
+    return False
+
+
+def set_dotted(values: dict[str, Any], dotted: str, value: Any, names: Iterable[str]) -> None:
+    """Set ``values["a"]["b"] = value`` for ``dotted = "a.b"``; a key not in ``names`` is refused."""
+    parts = dotted.split(".")
+    node = values
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            raise ConfigError(unknown_key_message(dotted, names))
+        node = node[part]
+    if parts[-1] not in node or isinstance(node[parts[-1]], dict):
+        raise ConfigError(unknown_key_message(dotted, names))
+    node[parts[-1]] = list(value) if isinstance(value, tuple) else value
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> ``{"a.b": value}``."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix + key + "."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def field_names(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted key dataclass ``cls`` accepts, nested sections included."""
+    names: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            names.extend(field_names(hints[f.name], prefix + f.name + "."))
+        else:
+            names.append(prefix + f.name)
+    return sorted(names)
+
+
+def unknown_key_message(key: str, names: Iterable[str]) -> str:
+    """'unknown config key ...; did you mean ...?' with at most a few of the nearest valid keys.
+
+    A bare last part (``lr``) is matched against the last parts of dotted keys (``optim.lr``), so
+    the section a user forgot is found; with no close match the nearest few are named anyway,
+    never the whole list."""
+    names = sorted(names)
+    leaf = key.rsplit(".", 1)[-1]
+    same_leaf = [n for n in names if n.rsplit(".", 1)[-1] == leaf and n != key]
+    close = same_leaf or difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+    if close:
+        return f"unknown config key {key!r}; did you mean {' or '.join(close[:3])}?"
+    nearest = difflib.get_close_matches(key, names, n=4, cutoff=0.0)
+    return f"unknown config key {key!r}; the nearest valid keys are {', '.join(nearest)}"
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``"key=value"`` of a ``--set`` option -> ``(key, value)``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r} needs the form key=value, e.g. --set epochs=20")
+    return key.strip(), parse_value(value)
+
+
+def parse_value(text: str) -> Any:
+    """Read a ``--set key=value`` value: JSON where it parses (numbers, booleans, lists), else text."""
+    lowered = text.strip()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return json.loads(lowered)
+    except json.JSONDecodeError:
+        return lowered
