@@ -2,15 +2,23 @@
 
 The reference code runs a PIL pipeline per image in data-loader workers. On two CPU cores that
 costs more than the training step (256 images x 6 crops), and on a GPU it starves the device, so
-here every op works on a whole uint8 batch at once, on whatever device the batch lives on, with
-per-sample random parameters applied through masks (``torch.where``) instead of Python branches.
+here the photometric ops (colour jitter, greyscale, blur, solarisation, normalisation) work on a
+whole uint8 batch at once, on whatever device the batch lives on, with per-sample random
+parameters applied through masks (``torch.where``) instead of Python branches.
+
+The geometric part depends on the input. ImageFolder views arrive already cropped and flipped
+per image from the full photo, exactly as the reference crops them (``core.crops``, in the
+loader workers), since photos of different sizes cannot be cropped as one batch. In-memory
+images of one size (Fashion-MNIST) arrive whole, so a batched crop here sees the full image as
+the reference's would, and their loader stays a plain tensor index.
 
 Where this differs from the reference's per-image PIL pipeline:
 
-- crop boxes are continuous (sub-pixel) and resampled with bicubic ``grid_sample``, which does not
-  antialias: a crop much larger than its output size aliases a little where PIL would average;
-- a box that would leave the image is clamped by trading aspect ratio for area, so the sampled
-  area scale is always kept (torchvision retries 10 times, then falls back to a centre crop);
+- batched crops only: boxes are continuous (sub-pixel) and resampled with bicubic
+  ``grid_sample``, which does not antialias: a crop much larger than its output size aliases a
+  little where PIL would average; a box that would leave the image is clamped by trading aspect
+  ratio for area, so the sampled area scale is always kept (torchvision retries 10 times, then
+  falls back to a centre crop);
 - colour jitter applies brightness, contrast, saturation, hue in this fixed order (torchvision
   shuffles the order per image), and hue is a rotation of the chroma plane in YIQ space rather
   than a shift in HSV, a close linear approximation that needs no per-pixel branching;
@@ -27,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.config import CropsConfig
+from core.crops import view_crops
 
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
 _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114],
@@ -34,11 +43,16 @@ _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114],
                             [0.2115, -0.5227, 0.3112]])
 _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 _LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
-_N_RANDOM = 14  # uniform numbers drawn per sample and view (see _view)
+_N_CROP = 5  # uniform numbers per sample and view for the batched crop and flip
+_N_PHOTOMETRIC = 9  # and for the photometric ops (see _photometric)
 
 
 class MultiCropAugmentation(torch.nn.Module):
-    """uint8 images (B, C, H, W) -> [global 1, global 2, local 1, ..., local n], float, normalised.
+    """uint8 images -> [global 1, global 2, local 1, ..., local n], float, normalised.
+
+    ``forward`` takes either one uncropped batch (B, C, H, W), cropped here, or the list of
+    already cropped views, one (B, C, s, s) batch per view in the output's order (what
+    ``core.crops.MultiCropImages`` collates to), which only get the photometric ops.
 
     Every random number comes from the CPU ``generator`` passed to ``forward`` (one draw per view,
     then moved to the images' device), so a generator state fixes the views bit for bit on a given
@@ -48,24 +62,38 @@ class MultiCropAugmentation(torch.nn.Module):
     def __init__(self, crops: CropsConfig, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
         self.crops = crops
-        # (size, area scale, blur probability, solarisation probability), as in the reference.
-        self.views = ([(crops.global_size, crops.global_scale, 1.0, 0.0),
-                       (crops.global_size, crops.global_scale, 0.1, 0.2)]
-                      + [(crops.local_size, crops.local_scale, 0.5, 0.0)] * crops.n_local)
+        # (blur probability, solarisation probability) per view, as in the reference.
+        probabilities = [(1.0, 0.0), (0.1, 0.2)] + [(0.5, 0.0)] * crops.n_local
+        self.views = [(*crop, *p) for crop, p in zip(view_crops(crops), probabilities)]
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1), persistent=False)
 
-    def forward(self, images: Tensor, generator: torch.Generator) -> list[Tensor]:
-        x = images.float().div_(255)
-        return [self._view(x, generator, *view) for view in self.views]
+    def forward(self, images: Tensor | Sequence[Tensor], generator: torch.Generator) -> list[Tensor]:
+        if isinstance(images, Tensor):
+            x = images.float().div_(255)
+            return [self._crop_view(x, generator, *view) for view in self.views]
+        shapes = [tuple(view.shape[-2:]) for view in images]
+        if shapes != [(size, size) for size, *_ in self.views]:
+            raise ValueError(f"views of sizes {shapes} do not match the crops config "
+                             f"{[size for size, *_ in self.views]}")
+        return [self._photometric(view.float().div_(255), self._uniforms(_N_PHOTOMETRIC, view, generator),
+                                  p_blur, p_solarize)
+                for view, (_, _, p_blur, p_solarize) in zip(images, self.views)]
 
-    def _view(self, x: Tensor, generator: torch.Generator, size: int, scale: tuple[float, float],
-              p_blur: float, p_solarize: float) -> Tensor:
-        u = torch.rand(_N_RANDOM, x.shape[0], generator=generator).to(x.device)
-        (u_area, u_ratio, u_x, u_y, u_flip, u_jitter, u_b, u_c, u_s, u_h,
-         u_grey, u_blur, u_sigma, u_solarize) = u
+    def _crop_view(self, x: Tensor, generator: torch.Generator, size: int, scale: tuple[float, float],
+                   p_blur: float, p_solarize: float) -> Tensor:
+        u = self._uniforms(_N_CROP + _N_PHOTOMETRIC, x, generator)
+        u_area, u_ratio, u_x, u_y, u_flip = u[:_N_CROP]
         out = _resized_crop(x, size, scale, u_area, u_ratio, u_x, u_y, u_flip < 0.5)
-        out = _color_jitter(out, self.crops.color_jitter, (u_b, u_c, u_s, u_h), u_jitter < 0.8)
+        return self._photometric(out, u[_N_CROP:], p_blur, p_solarize)
+
+    @staticmethod
+    def _uniforms(n: int, x: Tensor, generator: torch.Generator) -> Tensor:
+        return torch.rand(n, x.shape[0], generator=generator).to(x.device)
+
+    def _photometric(self, x: Tensor, u: Tensor, p_blur: float, p_solarize: float) -> Tensor:
+        u_jitter, u_b, u_c, u_s, u_h, u_grey, u_blur, u_sigma, u_solarize = u
+        out = _color_jitter(x, self.crops.color_jitter, (u_b, u_c, u_s, u_h), u_jitter < 0.8)
         if out.shape[1] == 3:
             out = torch.where(_mask(u_grey < 0.2), _grey(out).expand_as(out), out)
         sigma = _uniform(u_sigma, *self.crops.blur_sigma)

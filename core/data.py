@@ -1,7 +1,17 @@
 """Real image data sets as uint8 tensors, ready for the batched augmentation in ``core.augment``.
 
 Data sets return uint8 images, not normalised floats: uint8 batches are 4x smaller to collate
-and move to the device, and all random cropping happens later, batched, on the device.
+and move to the device, where the photometric augmentation runs batched. Where the crops are
+taken depends on the data:
+
+- Fashion-MNIST is held in memory as whole 28 px squares: training images stay uncropped and
+  ``core.augment`` crops them batched on the device. Each square is the full image, so nothing
+  is lost, and loading stays a tensor index with no per-image work for loader workers.
+- ImageFolder photos differ in size: each training item is already the list of multi-crop views,
+  cropped from the full decoded image in the loader workers as the reference does
+  (``core.crops``). The k-NN memory and queries are the same files loaded as centre squares
+  (``load_square``), from which ``core.augment.eval_views`` takes the central crop: the
+  reference's Resize(256) + CenterCrop(224).
 """
 from __future__ import annotations
 
@@ -16,10 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 from torchvision.datasets import ImageFolder
-from torchvision.io import ImageReadMode, decode_image, read_file
-from torchvision.transforms.v2.functional import center_crop, resize
+from torchvision.transforms.v2.functional import center_crop, pil_to_tensor, resize
 
-from core.config import ConfigError, DataConfig
+from core.config import ConfigError, CropsConfig, DataConfig
+from core.crops import MultiCropImages, load_rgb
 
 FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -37,8 +47,9 @@ class DataNotFoundError(FileNotFoundError):
 class DataSplits:
     """What pre-training and the k-NN evaluation need from a data set."""
 
-    train: Dataset  # images to pre-train on (possibly a fixed subset of the train split)
-    memory: Dataset  # the full train split: the k-NN memory bank
+    train: Dataset  # what to pre-train on: the train split (possibly a fixed subset), as uint8
+    # images (Fashion-MNIST) or as lists of uint8 views (ImageFolder)
+    memory: Dataset  # the full train split as uint8 images: the k-NN memory bank
     queries: Dataset  # the test / val split: the k-NN queries
     num_classes: int
     channels: int
@@ -59,21 +70,26 @@ class TensorImageDataset(Dataset):
         return self.images[index], int(self.targets[index])
 
 
-def build_data(cfg: DataConfig) -> DataSplits:
+def build_data(cfg: DataConfig, crops: CropsConfig | None = None) -> DataSplits:
     """The splits ``cfg`` names; raises ``DataNotFoundError`` before reading anything if files are
-    missing, and ``ConfigError`` if ``cfg.train_subset`` exceeds the train split."""
+    missing, and ``ConfigError`` if ``cfg.train_subset`` exceeds the train split.
+
+    ``crops`` shapes the ImageFolder training views; without it (k-NN-only callers) ImageFolder
+    training items are the k-NN's centre squares. Fashion-MNIST ignores it.
+    """
     if cfg.name == "fashion_mnist":
         splits = _fashion_mnist(cfg)
     elif cfg.name == "imagefolder":
-        splits = _image_folder(cfg)
+        splits = _image_folder(cfg, crops)
     else:
         raise ConfigError(f"data.name={cfg.name!r} is unknown")
     if cfg.train_subset:
-        total = len(splits.memory)
+        total = len(splits.train)
         if cfg.train_subset > total:
             raise ConfigError(f"data.train_subset={cfg.train_subset} exceeds the {total} train images; "
                               "lower it or set 0 for all")
-        splits = dataclasses.replace(splits, train=fixed_subset(splits.memory, cfg.train_subset))
+        # train and memory list the same images in the same order, so this picks the same files
+        splits = dataclasses.replace(splits, train=fixed_subset(splits.train, cfg.train_subset))
     return splits
 
 
@@ -131,7 +147,7 @@ def _resize_uint8(images: Tensor, size: int) -> Tensor:
     return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
-def _image_folder(cfg: DataConfig) -> DataSplits:
+def _image_folder(cfg: DataConfig, crops: CropsConfig | None) -> DataSplits:
     root = Path(cfg.path)
     layout = f"expected {root}/train/<class>/* and {root}/val/<class>/*; set data.path (--data)"
     for split in ("train", "val"):
@@ -145,17 +161,16 @@ def _image_folder(cfg: DataConfig) -> DataSplits:
     if train.classes != val.classes:
         raise DataNotFoundError(f"train/ has classes {train.classes[:5]}... but val/ has "
                                 f"{val.classes[:5]}...; both need the same class folders: {layout}")
-    return DataSplits(train=train, memory=train, queries=val, num_classes=len(train.classes),
+    views = train if crops is None else MultiCropImages(train.samples, crops)
+    return DataSplits(train=views, memory=train, queries=val, num_classes=len(train.classes),
                       channels=3, mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1])
 
 
 def load_square(path: str, size: int) -> Tensor:
     """An image file as a uint8 RGB (3, size, size) tensor: shorter side resized to ``size``,
-    centre square kept.
+    centre square kept: the k-NN input before its central crop (the reference's Resize(256)).
 
-    Random-resized crops are then taken from this square, not from the full image as in the
-    reference, so content beyond the square (the long side's ends) is never seen. It makes every
-    item the same shape, so batches collate into one tensor for the batched augmentation.
+    Every item has the same shape, so batches collate into one tensor for ``eval_views``.
     """
-    image = decode_image(read_file(path), mode=ImageReadMode.RGB)
+    image = pil_to_tensor(load_rgb(path))
     return center_crop(resize(image, [size], antialias=True), [size, size])

@@ -67,10 +67,19 @@ def test_flip_frequency_is_one_half():
         assert 0.45 < flipped < 0.55
 
 
-def test_solarisation_only_on_second_global_view():
+def cropped(crops, batch, fill):
+    """Already cropped uint8 views, as the ImageFolder loader delivers them: one batch per view."""
+    sizes = [crops.global_size] * 2 + [crops.local_size] * crops.n_local
+    return [fill(batch, s) for s in sizes]
+
+
+@pytest.mark.parametrize("cropped_views", [False, True])
+def test_solarisation_only_on_second_global_view(cropped_views):
     crops = CropsConfig(n_local=4, **PLAIN)
     level = 200 / 255  # above the 0.5 threshold, so a solarised pixel becomes 1 - level
-    views = [unnormalise(v) for v in run(crops, torch.full((2000, 1, 28, 28), 200, dtype=torch.uint8))]
+    images = (cropped(crops, 2000, lambda b, s: torch.full((b, 1, s, s), 200, dtype=torch.uint8))
+              if cropped_views else torch.full((2000, 1, 28, 28), 200, dtype=torch.uint8))
+    views = [unnormalise(v) for v in run(crops, images)]
     for index, view in enumerate(views):
         solarised = (view - (1 - level)).abs().amax(dim=(1, 2, 3)) < 1e-5
         untouched = (view - level).abs().amax(dim=(1, 2, 3)) < 1e-5
@@ -79,6 +88,27 @@ def test_solarisation_only_on_second_global_view():
             assert 0.16 < solarised.float().mean() < 0.24
         else:
             assert not solarised.any()
+
+
+def test_cropped_views_get_the_reference_blur_probabilities_and_no_geometry():
+    """Blur p = 1, 0.1, then 0.5 per local view; with the other ops off, an unblurred view is
+    its input exactly: no crop, resize or flip on this path."""
+    crops = CropsConfig(n_local=2, global_size=32, local_size=16, color_jitter=(0.0, 0.0, 0.0, 0.0),
+                        blur_sigma=(2.0, 2.0))
+    views = cropped(crops, 2000, lambda b, s: torch.randint(0, 128, (b, 1, s, s), dtype=torch.uint8))
+    for view, out, p_blur in zip(views, run(crops, views), (1.0, 0.1, 0.5, 0.5)):
+        same = (unnormalise(out) - view.float() / 255).abs().amax(dim=(1, 2, 3)) < 1e-6
+        assert abs((~same).float().mean() - p_blur) < 0.035
+        assert unnormalise(out)[~same].std() < 0.5 * (view.float() / 255).std()
+
+
+def test_cropped_views_must_match_the_crops_config():
+    crops = CropsConfig(n_local=2, global_size=32, local_size=16)
+    views = cropped(crops, 2, lambda b, s: torch.zeros((b, 1, s, s), dtype=torch.uint8))
+    with pytest.raises(ValueError, match="do not match"):
+        run(crops, views[:-1])
+    with pytest.raises(ValueError, match="do not match"):
+        run(crops, views[:2] + [torch.zeros((2, 1, 32, 32), dtype=torch.uint8)] * 2)
 
 
 def test_blur_keeps_a_constant_image_constant():

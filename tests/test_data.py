@@ -1,4 +1,5 @@
-"""Data sets: the real Fashion-MNIST files, and ImageFolder trees and IDX files written here."""
+"""Data sets: the real Fashion-MNIST files, and ImageFolder trees and IDX files written here
+(the crops of ImageFolder training views are tested in test_crops.py)."""
 import gzip
 import shutil
 
@@ -7,8 +8,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from core.config import ConfigError, DataConfig
-from core.data import DataNotFoundError, build_data, read_idx
+from core.config import ConfigError, CropsConfig, DataConfig
+from core.data import DataNotFoundError, build_data, fixed_subset, read_idx
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -143,3 +144,22 @@ def test_image_folder_without_val_split(image_tree):
 def test_image_folder_missing_root(tmp_path):
     with pytest.raises(DataNotFoundError, match="set data.path"):
         build_data(DataConfig(name="imagefolder", path=str(tmp_path / "imagenet")))
+
+
+def test_image_folder_training_views_come_from_the_memory_files(image_tree):
+    """With crops, training items are view lists of the same files, in the same order, as the
+    k-NN memory's squares, and train_subset picks the same fixed files for both."""
+    crops = CropsConfig(n_local=2, global_size=12, local_size=6)
+    cfg = DataConfig(name="imagefolder", path=str(image_tree), load_size=20, train_subset=3)
+    data = build_data(cfg, crops)
+    squares_only = build_data(cfg)  # k-NN-only callers: training items are the squares
+    assert data.train.dataset is not data.memory and squares_only.train.dataset is squares_only.memory
+    assert list(data.train.indices) == list(squares_only.train.indices)
+    assert list(data.train.indices) == list(fixed_subset(data.memory, 3).indices)
+    assert [data.train.dataset.samples[i] for i in data.train.indices] == \
+        [data.memory.samples[i] for i in data.train.indices]
+    views, label = data.train[0]
+    assert [tuple(v.shape) for v in views] == [(3, 12, 12)] * 2 + [(3, 6, 6)] * 2
+    assert label == data.memory[data.train.indices[0]][1]
+    red = build_data(DataConfig(name="imagefolder", path=str(image_tree), load_size=20), crops).train[0][0]
+    assert all((v == torch.tensor([200, 10, 30], dtype=torch.uint8).view(3, 1, 1)).all() for v in red)
