@@ -18,6 +18,9 @@ Every figure is measured in this one invocation, on this machine, and written to
   runs' own training time, and the time to plan and dry-run a 1,000-run grid. About 7 s of it
   is paid once per study (the launcher's and the first run's start-up, the report at the end),
   so the per-run figure falls with N; ``--study-runs N`` to see it;
+- ``loader``: images per second per CPU core that the ImageFolder loader decodes and crops
+  (2x224 + 8x96 views of 500x375 JPEGs, one thread), and the loader workers an 8-GPU node
+  needs at the ViT-S/16 step rate (``benchmarks/loader.py``);
 - ``learn`` (only with ``--only learn``): whole trainings of the profile and of its plain fp32
   eager twin for two seeds, to show the fast path learns the same (k-NN top-1 within seed noise).
 
@@ -55,6 +58,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.loader import bench_loader, loader_report
 from core.config import DINOConfig, parse_value
 from core.data import FASHION_MNIST_STATS, IMAGENET_STATS, DataSplits, TensorImageDataset
 from core.distributed import DistEnv
@@ -65,7 +69,7 @@ from core.profiles import profile_config
 from core.train import PHASES, _Run
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("peak", "train", "knn", "study")
+SECTIONS = ("peak", "train", "knn", "study", "loader")
 OPT_IN = ("learn",)  # whole trainings: only when named in --only
 VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {"precision": "fp32", "compile": False},  # the reference point of every speed-up
@@ -630,6 +634,8 @@ def report(results: dict[str, Any]) -> str:
     for key in ("knn", "knn_cuda"):
         if results.get(key):
             parts += ["", f"[{key}]", _knn_report(results[key])]
+    if results.get("loader"):
+        parts += ["", loader_report(results["loader"])]
     learn = results.get("learn")
     if learn:
         rows = [[r["variant"], str(r["seed"]), r["precision"], str(r["compile"]), f"{r['knn_top1']:.2f}",
@@ -776,6 +782,9 @@ def main(argv: list[str] | None = None) -> int:
     if "study" in only:
         results["study"] = bench_study(args.study_runs or (2 if quick else 12), 1000, quick,
                                        600 if quick else 1800)
+
+    if "loader" in only:
+        results["loader"] = bench_loader(8 if quick else 64, 1.0 if quick else 10.0)
 
     if "learn" in only:
         learn_overrides = {**overrides, **{k: parse_value(v) for k, _, v in (a.partition("=") for a in args.learn_set)}}

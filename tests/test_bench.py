@@ -64,3 +64,20 @@ def test_quick_benchmark_writes_every_figure(tmp_path):
         assert study["runs"] == 2 and len(study["per_run"]) == 2
         assert _positive(study["wall_s"]) and _positive(study["train_s"]) and study["wall_s"] > study["train_s"]
         assert study["grid_runs"] == 1000 and study["dry_run_ok"] and _positive(study["dry_run_s"])
+
+
+def test_quick_loader_benchmark_prints_its_figures(tmp_path):
+    out = tmp_path / "loader.json"
+    command = [sys.executable, "-m", "benchmarks.run", "--quick", "--only", "loader", "--out", str(out)]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())["loader"]
+    assert r["images"] == 8 and r["views"] == "2x224 + 8x96" and r["image"].startswith("500x375 JPEG")
+    for key in ("images_per_s_per_core", "images_per_s_per_core_best", "images_per_wall_s", "decode_per_s",
+                "jpeg_kb", "crop_ms_per_image"):
+        assert _positive(r[key]), key
+    assert r["decode_per_s"] > r["images_per_s_per_core"]  # decoding is part of an item's cost
+    rate = r["step_rates_per_gpu"][r["assumed_step_rate"]]
+    assert rate == 1007 and r["workers_needed"] == math.ceil(8 * rate / r["images_per_s_per_core"])
+    assert f"needs {r['workers_needed']} loader workers" in proc.stdout
+    assert f"= {r['workers_needed']}" in proc.stdout and "img/s per core" in proc.stdout
