@@ -18,6 +18,7 @@ from core.data import build_data
 from core.distributed import init_distributed
 from core.evaluate import knn_evaluate
 from core.model import build_backbone
+from core.precision import autocast, prepare
 from core.profiles import PROFILES, profile_config
 
 
@@ -26,8 +27,10 @@ def baselines(config: DINOConfig) -> dict[str, dict[str, float]]:
     env = init_distributed()
     data = build_data(config.data)
     torch.manual_seed(config.seed)
-    backbone = build_backbone(config.backbone, data.channels, 0.0).to(env.device)
-    return {"random_init": knn_evaluate(backbone, data, config, env),
+    backbone = prepare(build_backbone(config.backbone, data.channels, 0.0).to(env.device),
+                       config.precision, env.device)
+    features_under = autocast(config.precision, env.device)  # as a trained run extracts them
+    return {"random_init": knn_evaluate(backbone, data, config, env, features_under),
             "raw_pixels": knn_evaluate(nn.Flatten(), data, config, env)}
 
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
+
+from core.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,20 @@ def _first_slurm_host() -> str:
     out = subprocess.run(["scontrol", "show", "hostnames", nodelist], check=True,
                          capture_output=True, text=True).stdout.split()
     return out[0]
+
+
+def sync_batchnorm(model: nn.Module, env: DistEnv) -> nn.Module:
+    """BatchNorm layers (``head.use_bn``) made to normalise over the global batch, as the
+    reference does, when several processes train one run; unsynchronised statistics would give
+    every rank a different normalisation. torch synchronises BatchNorm on GPUs only, so a
+    multi-process CPU run with BatchNorm is refused before training."""
+    if env.world_size == 1 or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return model
+    if env.device.type == "cpu":
+        raise ConfigError(f"head.use_bn = true with {env.world_size} CPU processes: torch's SyncBatchNorm "
+                          "needs GPUs, and per-rank statistics would differ; use head.use_bn = false "
+                          "or one process")
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def all_reduce_mean(values: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.config import BackboneConfig, HeadConfig
+from core.config import BackboneConfig, ConfigError, HeadConfig
 
 
 def build_backbone(cfg: BackboneConfig, in_chans: int, drop_path_rate: float) -> nn.Module:
@@ -19,6 +19,20 @@ def build_backbone(cfg: BackboneConfig, in_chans: int, drop_path_rate: float) ->
         cfg.name, pretrained=False, num_classes=0, in_chans=in_chans, img_size=cfg.img_size,
         patch_size=cfg.patch_size, embed_dim=cfg.embed_dim, depth=cfg.depth,
         num_heads=cfg.num_heads, drop_path_rate=drop_path_rate, dynamic_img_size=True)
+
+
+def check_backbone(cfg: BackboneConfig, in_chans: int = 3) -> None:
+    """Refuse a model name timm does not know, or a shape it rejects, before any work starts:
+    the backbone is built on the meta device, which allocates nothing."""
+    try:
+        with torch.device("meta"):
+            build_backbone(cfg, in_chans, 0.0)
+    except Exception as error:  # timm raises RuntimeError, ValueError or AssertionError
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"backbone.name={cfg.name!r} with patch_size={cfg.patch_size}, img_size="
+                          f"{cfg.img_size}, embed_dim={cfg.embed_dim}, depth={cfg.depth}, num_heads="
+                          f"{cfg.num_heads}: timm refuses it ({reason}); pick a model from "
+                          "timm.list_models('vit_*') and a shape it accepts") from None
 
 
 class DINOHead(nn.Module):
@@ -47,6 +61,11 @@ class DINOHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = F.normalize(self.mlp(x), dim=-1, p=2)
         return self.last_layer(x)
+
+    @torch.no_grad()
+    def mean_gain(self) -> float:
+        """Mean weight-norm gain g_k of the last layer: 1 while ``norm_last_layer`` fixes it."""
+        return self.last_layer.parametrizations.weight.original0.float().mean().item()
 
 
 class MultiCropNetwork(nn.Module):

@@ -10,6 +10,7 @@ checkpoint and ends with exactly the metrics of an uninterrupted run.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -18,6 +19,8 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Callable, Mapping
 
+import numpy as np
+import tomli_w
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -28,11 +31,12 @@ from tqdm import tqdm
 from core.augment import MultiCropAugmentation
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.config import ConfigError, DINOConfig, parse_assignment
-from core.data import DataSplits, build_data
-from core.distributed import DistEnv, all_reduce_mean, init_distributed
+from core.data import DataNotFoundError, DataSplits, build_data
+from core.distributed import DistEnv, all_reduce_mean, init_distributed, sync_batchnorm
 from core.evaluate import knn_evaluate
 from core.loss import DINOLoss
-from core.model import build_network, float32_attention
+from core.model import build_network, check_backbone
+from core.precision import autocast, prepare
 from core.profiles import PROFILES, profile_config
 from core.schedules import Schedules
 from core.teacher import teacher_update
@@ -57,14 +61,17 @@ def train(config: DINOConfig, out_dir: str | Path, callback: Callback | None = N
     """Train (or resume) the run in ``out_dir`` and return its final metrics and k-NN accuracy."""
     started = time.time()  # the run's own time: data, models, training and evaluation
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"the run folder {out_dir} is a file; give a folder (--out DIR)")
     emit = callback or (lambda kind, step, metrics: None)
     env = init_distributed()
     if config.batch_size % env.world_size:
         raise ConfigError(f"batch_size={config.batch_size} is not divisible by the "
                           f"{env.world_size} processes; choose a multiple of the world size")
-    data = build_data(config.data)
-    run = _Run(config, data, env)
+    check_backbone(config.backbone)
+    data = build_data(config.data, config.crops)
+    run = _Run(config, data, env)  # everything that can refuse the config, before the folder exists
+    out_dir.mkdir(parents=True, exist_ok=True)
     start_epoch = run.resume(out_dir / CHECKPOINT)
     show = progress and env.is_main and sys.stderr.isatty()  # bars only for a person watching
     knn: dict[str, float] = {}
@@ -81,7 +88,8 @@ def train(config: DINOConfig, out_dir: str | Path, callback: Callback | None = N
         run.save(out_dir / CHECKPOINT, epoch + 1, {"knn": knn, "metrics": epoch_metrics} if last else {})
     if not knn:  # resumed after the last epoch: the result is in the checkpoint
         knn, epoch_metrics = run.final["knn"], run.final["metrics"]
-    return {**{f"knn_{k}": v for k, v in knn.items()},
+    return {**{f"knn_{k}": v for k, v in knn.items() if not k.startswith("student_")},
+            **{f"student_knn_{k[len('student_'):]}": v for k, v in knn.items() if k.startswith("student_")},
             **{k: epoch_metrics[k] for k in ("loss", "target_entropy", "kl") if k in epoch_metrics},
             "epochs": config.epochs, "train_seconds": time.time() - started}
 
@@ -93,16 +101,16 @@ class _Run:
         self.config, self.data, self.env = config, data, env
         device = env.device
         torch.manual_seed(config.seed)  # identical initial weights on every rank
-        student = build_network(config.backbone, config.head, data.channels,
-                                config.backbone.drop_path_rate).to(device)
-        self.teacher = build_network(config.backbone, config.head, data.channels, 0.0).to(device)
+        student = sync_batchnorm(build_network(config.backbone, config.head, data.channels,
+                                               config.backbone.drop_path_rate), env).to(device)
+        self.teacher = sync_batchnorm(build_network(config.backbone, config.head, data.channels, 0.0),
+                                      env).to(device)
         self.teacher.load_state_dict(student.state_dict())
         self.teacher.requires_grad_(False)
         self.student_module = student
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
-        if device.type == "cpu" and self.autocast_dtype is not None:
-            float32_attention(student)  # CPU's fused attention is faster (and exact) in fp32
-            float32_attention(self.teacher)
+        self._autocast = autocast(config.precision, device)
+        prepare(student, config.precision, device)
+        prepare(self.teacher, config.precision, device)
         if config.compile:  # in place: state_dict keys and the modules' identities are unchanged
             student.compile()
             self.teacher.compile()
@@ -118,27 +126,36 @@ class _Run:
         self.sampler = DistributedSampler(data.train, num_replicas=env.world_size, rank=env.rank,
                                           shuffle=True, seed=config.seed, drop_last=True)
         per_rank = config.batch_size // env.world_size
+        # workers seed themselves from torch's RNG when they start: new workers every epoch see the
+        # per-epoch seeding (seed_epoch), so a resumed run crops exactly as an uninterrupted one
         self.loader = DataLoader(data.train, batch_size=per_rank, sampler=self.sampler, drop_last=True,
                                  num_workers=config.data.num_workers, pin_memory=device.type == "cuda",
-                                 persistent_workers=config.data.num_workers > 0)
+                                 persistent_workers=False)
         if len(self.loader) == 0:
             raise ConfigError(f"batch_size={config.batch_size} exceeds the {len(data.train)} training "
                               "images: lower batch_size or raise data.train_subset")
         self.iters_per_epoch = len(self.loader)
         self.schedules = Schedules(config, self.iters_per_epoch)
         self.augment = MultiCropAugmentation(config.crops, data.mean, data.std)
-        self.augment_rng = torch.Generator().manual_seed(config.seed * 1009 + env.rank)
-        torch.manual_seed(config.seed * 1009 + env.rank)  # drop-path differs per rank, like data
+        self.augment_rng = torch.Generator()
         self.final: dict[str, dict[str, float]] = {}  # k-NN and metrics of a finished run
+        self.seed_epoch(0)
 
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.env.device.type, dtype=self.autocast_dtype)
+    def seed_epoch(self, epoch: int) -> None:
+        """Seed this rank's random streams for ``epoch`` from (seed, rank, epoch) alone.
+
+        The augmentation's generator and torch's global RNG (drop-path, loader workers' seeds)
+        then differ per rank and per epoch, and a run resumed at an epoch boundary, on any rank,
+        draws exactly what it would have drawn without stopping: nothing needs saving.
+        """
+        augment, global_ = _stream_seeds(self.config.seed, self.env.rank, epoch)
+        self.augment_rng.manual_seed(augment)
+        torch.manual_seed(global_)
 
     def train_epoch(self, epoch: int, emit: Callback, show: bool) -> dict[str, float]:
         config, device = self.config, self.env.device
         self.sampler.set_epoch(epoch)
+        self.seed_epoch(epoch)
         self.student.train()
         self.strategy.on_epoch_start(self.teacher, self.student_module)
         teacher_temp = self.schedules.teacher_temp[epoch]
@@ -163,10 +180,14 @@ class _Run:
                             self.schedules.momentum[last])
         means = all_reduce_mean(sums / self.iters_per_epoch).tolist()
         seconds = time.time() - started
-        return {"loss": means[0], "target_entropy": means[1], "kl": means[2], "lr": lr,
-                "weight_decay": wd, "momentum": momentum, "teacher_temp": teacher_temp,
-                "center_norm": self.loss.center.norm().item(), "epoch_seconds": seconds,
-                "images_per_second": self.iters_per_epoch * self.config.batch_size / seconds}
+        metrics = {"loss": means[0], "target_entropy": means[1], "kl": means[2], "lr": lr,
+                   "weight_decay": wd, "momentum": momentum, "teacher_temp": teacher_temp,
+                   "center_norm": self.loss.center.norm().item(), "epoch_seconds": seconds,
+                   "images_per_second": self.iters_per_epoch * self.config.batch_size / seconds}
+        if not config.head.norm_last_layer:  # a learned gain g_k turns tau into tau / g_k
+            metrics["effective_student_temp"] = config.loss.student_temp / self.student_module.head.mean_gain()
+            metrics["effective_teacher_temp"] = teacher_temp / self.teacher.head.mean_gain()
+        return metrics
 
     def step(self, images: torch.Tensor, epoch: int, it: int, timer: Timer | None = None) -> torch.Tensor:
         """One training iteration on a uint8 batch: augment, teacher and student forward, loss,
@@ -183,7 +204,7 @@ class _Run:
             group["lr"] = lr
             group["weight_decay"] = wd if group["regularized"] else 0.0
         with phase("augment"):
-            views = self.augment(images.to(self.env.device, non_blocking=True), self.augment_rng)
+            views = self.augment(_to_device(images, self.env.device), self.augment_rng)
         with phase("teacher"), self._autocast(), torch.no_grad():
             teacher_out = self.teacher(views[:2])
         with phase("student_forward"), self._autocast():
@@ -202,7 +223,7 @@ class _Run:
             if self.config.optim.clip_grad:
                 self.scaler.unscale_(self.optimizer)
                 clip_gradients_per_parameter(self.student_module, self.config.optim.clip_grad)
-            if epoch < self.config.head.freeze_last_layer:
+            if it < self.schedules.freeze_last_layer_iters:
                 for p in self.student_module.head.last_layer.parameters():
                     p.grad = None
             self.strategy.before_step(self.teacher, self.student_module)
@@ -213,9 +234,13 @@ class _Run:
         return torch.stack([loss.detach(), self.loss.target_entropy, self.loss.kl])
 
     def evaluate(self, show: bool) -> dict[str, float]:
-        """Weighted k-NN of the teacher's backbone features (the paper evaluates the teacher)."""
-        return knn_evaluate(self.teacher.backbone, self.data, self.config, self.env,
-                            self._autocast, show)
+        """Weighted k-NN of the teacher's backbone features (the paper's number) and of the
+        student's (``student_top1``...): a previous-epoch teacher is one epoch old and a slow EMA
+        lags, so only both together compare teacher-update strategies like with like."""
+        teacher = knn_evaluate(self.teacher.backbone, self.data, self.config, self.env, self._autocast, show)
+        student = knn_evaluate(self.student_module.backbone, self.data, self.config, self.env,
+                               self._autocast, show)
+        return {**teacher, **{f"student_{k}": v for k, v in student.items()}}
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save(self, path: Path, epochs_done: int, final: dict[str, dict[str, float]]) -> None:
@@ -230,8 +255,6 @@ class _Run:
             "optimizer": self.optimizer.state_dict(),
             "loss": self.loss.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "augment": self.augment_rng.get_state(),
-                    **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})},
             "final": final,
         }
         save_checkpoint(path, state)
@@ -250,12 +273,14 @@ class _Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.loss.load_state_dict(state["loss"])
         self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.augment_rng.set_state(state["rng"]["augment"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.final = state["final"]
         return int(state["epoch"])
+
+
+def _stream_seeds(seed: int, rank: int, epoch: int) -> tuple[int, int]:
+    """Two independent 63-bit seeds (augmentation, global RNG) mixed from (seed, rank, epoch)."""
+    state = np.random.SeedSequence([seed, rank, epoch]).generate_state(2, dtype=np.uint64)
+    return int(state[0] >> 1), int(state[1] >> 1)
 
 
 def _param_groups(model: nn.Module) -> list[dict]:
@@ -273,6 +298,13 @@ SPEED_SETTINGS = ("compile",)
 
 def _identity(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in SPEED_SETTINGS}
+
+
+def _to_device(images: torch.Tensor | list[torch.Tensor], device: torch.device):
+    """A uint8 batch, or the per-view batches of crops taken in the loader, on ``device``."""
+    if isinstance(images, torch.Tensor):
+        return images.to(device, non_blocking=True)
+    return [view.to(device, non_blocking=True) for view in images]
 
 
 def _untimed(phase: str) -> AbstractContextManager:
@@ -298,24 +330,38 @@ def _summary_line(epoch: int, epochs: int, m: Mapping[str, float]) -> str:
             f"{m['epoch_seconds']:.1f}s ({m['images_per_second']:.0f} img/s)")
 
 
+def default_run_dir(profile: str, config: DINOConfig) -> Path:
+    """``runs/train/<profile>-<hash8>``: one folder per config, so two commands with different
+    ``--set`` never resume each other's checkpoint."""
+    canonical = json.dumps(_identity(config.to_dict()), sort_keys=True).encode()
+    return Path("runs/train") / f"{profile}-{hashlib.sha256(canonical).hexdigest()[:8]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.train",
                                      description="Train one DINO run and report its k-NN accuracy.")
     parser.add_argument("--profile", default="tiny", choices=sorted(PROFILES))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set teacher.momentum=0.99 (repeatable)")
-    parser.add_argument("--out", default=None, help="run folder (default: runs/train/<profile>)")
+    parser.add_argument("--out", default=None,
+                        help="run folder (default: runs/train/<profile>-<hash of the config>)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config as TOML and exit without training")
     args = parser.parse_args(argv)
     try:
         overrides = dict(parse_assignment(a) for a in args.set)
         config = profile_config(args.profile, overrides)
-    except ConfigError as error:
-        parser.error(str(error))
-    out = Path(args.out or f"runs/train/{args.profile}")
-    result = train(config, out)
+        if args.print_config:
+            print(tomli_w.dumps(config.to_dict()), end="")
+            return 0
+        out = Path(args.out) if args.out else default_run_dir(args.profile, config)
+        result = train(config, out)
+    except (ConfigError, DataNotFoundError, ResumeMismatchError) as error:
+        print(f"error: {error}", file=sys.stderr)  # refused before any work: one line, exit 2
+        return 2
     (out / "result.json").write_text(json.dumps(result, indent=2))
-    print(f"k-NN top-1 {result['knn_top1']:.2f}%  top-5 {result['knn_top5']:.2f}%  "
-          f"({result['train_seconds']:.0f}s) -> {out / 'result.json'}")
+    print(f"k-NN top-1 {result['knn_top1']:.2f}% (student {result['student_knn_top1']:.2f}%)  "
+          f"top-5 {result['knn_top5']:.2f}%  ({result['train_seconds']:.0f}s) -> {out / 'result.json'}")
     return 0
 
 

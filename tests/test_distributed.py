@@ -5,11 +5,12 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from core.distributed import DistEnv, gather_strided_rows
+from core.distributed import DistEnv, gather_strided_rows, sync_batchnorm
 from core.loss import DINOLoss
 
 K, BATCH = 16, 8
@@ -71,3 +72,69 @@ def test_train_under_torchrun_two_processes(tmp_path):
     for key in ("knn_top1", "knn_top5", "loss", "target_entropy"):  # all-reduced / gathered
         assert metrics[0][key] == metrics[1][key], key
     assert (tmp_path / "checkpoint.pth").exists()
+
+
+_RESUME_SCRIPT = """
+import hashlib, json, sys
+import torch, torch.distributed as d
+from core.train import CHECKPOINT, _Run, train
+from core.data import build_data
+from core.distributed import init_distributed
+from tests.micro import micro_config
+
+config = micro_config(epochs=2, precision="fp32")
+straight, resumed = sys.argv[1], sys.argv[2]
+a = train(config, straight, progress=False)
+
+class Stop(Exception):
+    pass
+
+def stop_in_epoch_2(kind, step, metrics):
+    if kind == "epoch" and step == 2:
+        raise Stop  # epoch 2 trained but not saved: the checkpoint holds epoch 1
+try:
+    train(config, resumed, stop_in_epoch_2, progress=False)
+except Stop:
+    pass
+run = _Run(config, build_data(config.data), init_distributed())
+start = run.resume(__import__("pathlib").Path(resumed) / CHECKPOINT)
+run.seed_epoch(start)
+images = torch.stack([run.data.train[i][0] for i in range(8)])  # the same images on both ranks
+views = run.augment(images, run.augment_rng)
+digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in views)).hexdigest()
+b = train(config, resumed, progress=False)
+print("RESULT", json.dumps([d.get_rank(), start, digest, a, b]))
+"""
+
+
+def test_two_process_resume_draws_per_rank_views_and_equals_no_stop(tmp_path):
+    """After a resume each rank draws its own crops (not rank 0's), and the resumed two-process
+    run ends with exactly the metrics of the uninterrupted one."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-port", str(_free_port()), "--no-python", sys.executable, "-c",
+                          _RESUME_SCRIPT, str(tmp_path / "straight"), str(tmp_path / "resumed")],
+                         capture_output=True, text=True, env=env, cwd=os.getcwd(), timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = sorted(json.loads(line.split(" ", 1)[1]) for line in out.stdout.splitlines()
+                  if line.startswith("RESULT"))
+    assert [r[0] for r in rows] == [0, 1]
+    assert [r[1] for r in rows] == [1, 1]  # both resumed at epoch 1
+    assert rows[0][2] != rows[1][2]  # the ranks' views differ after the resume
+    for _, _, _, straight, resumed in rows:
+        for key in ("knn_top1", "knn_top5", "student_knn_top1", "loss", "target_entropy", "kl"):
+            assert resumed[key] == straight[key], key
+
+
+def test_batchnorm_heads_synchronise_across_processes():
+    from core.config import ConfigError, HeadConfig
+    from core.model import DINOHead
+    head = DINOHead(8, HeadConfig(hidden_dim=16, bottleneck_dim=8, out_dim=4, use_bn=True))
+    assert sync_batchnorm(head, DistEnv(0, 1, 0, torch.device("cpu"))) is head  # one process: as is
+    gpus = sync_batchnorm(head, DistEnv(0, 2, 0, torch.device("cuda", 0)))
+    kinds = {type(m) for m in gpus.modules()}
+    assert torch.nn.SyncBatchNorm in kinds and torch.nn.BatchNorm1d not in kinds
+    with pytest.raises(ConfigError, match="head.use_bn"):  # torch syncs BatchNorm on GPUs only
+        sync_batchnorm(head, DistEnv(0, 2, 0, torch.device("cpu")))
+    plain = DINOHead(8, HeadConfig(hidden_dim=16, bottleneck_dim=8, out_dim=4))
+    assert sync_batchnorm(plain, DistEnv(0, 2, 0, torch.device("cpu"))) is plain

@@ -1,12 +1,20 @@
 """Whole trainings on real Fashion-MNIST at a micro scale: resume, errors, logging."""
 import json
 import math
+import tomllib
 
 import pytest
 import torch
 
+from core.baselines import baselines
 from core.checkpoint import load_checkpoint
-from core.train import CHECKPOINT, NonFiniteLossError, ResumeMismatchError, train
+from core.config import DINOConfig
+from core.data import build_data
+from core.distributed import init_distributed
+from core.train import CHECKPOINT, NonFiniteLossError, ResumeMismatchError, _Run, train
+from core.profiles import profile_config
+from core.train import default_run_dir
+from core.train import main as train_main
 from tests.micro import micro_config
 
 
@@ -68,3 +76,90 @@ def test_resume_with_another_config_is_refused(tmp_path):
     train(micro_config(epochs=2), tmp_path, progress=False)
     with pytest.raises(ResumeMismatchError, match="new output folder"):
         train(micro_config(epochs=2, seed=1), tmp_path, progress=False)
+
+
+def test_last_layer_gets_no_gradient_while_frozen(tmp_path):
+    config = micro_config(**{"head.freeze_last_layer": 1, "optim.warmup_epochs": 0})  # 1 epoch = 4 steps
+    run = _Run(config, build_data(config.data), init_distributed())
+    last = run.student_module.head.last_layer
+    initial = [p.detach().clone() for p in last.parameters()]
+    other = run.student_module.head.mlp[0].weight.detach().clone()
+    images = torch.stack([run.data.train[i][0] for i in range(config.batch_size)])
+    for it in range(4):
+        run.step(images, 0, it)
+    assert all(torch.equal(p, q) for p, q in zip(last.parameters(), initial))
+    assert not torch.equal(run.student_module.head.mlp[0].weight, other)  # the rest did train
+    run.step(images, 1, 4)
+    assert not all(torch.equal(p, q) for p, q in zip(last.parameters(), initial))
+
+
+def test_teacher_and_student_knn_are_both_recorded(tmp_path):
+    events = []
+    result = train(micro_config(epochs=2, **{"teacher.update": "student_copy"}), tmp_path,
+                   lambda kind, step, m: events.append((kind, dict(m))), progress=False)
+    knn = [m for kind, m in events if kind == "knn"][-1]
+    assert set(knn) == {"top1", "top5", "student_top1", "student_top5"}
+    # a student-copy teacher has the student's weights after every step: the same features
+    assert result["student_knn_top1"] == result["knn_top1"] and result["student_knn_top5"] == result["knn_top5"]
+    ema = train(micro_config(epochs=2), tmp_path / "ema", progress=False)
+    assert 0 <= ema["student_knn_top1"] <= ema["student_knn_top5"] <= 100
+
+
+def test_a_learnable_gain_logs_the_effective_temperatures(tmp_path):
+    events = []
+    config = micro_config(epochs=2, **{"head.norm_last_layer": False, "optim.lr": 0.05})
+    train(config, tmp_path, lambda kind, step, m: events.append((kind, dict(m))), progress=False)
+    epoch = [m for kind, m in events if kind == "epoch"][-1]
+    state = load_checkpoint(tmp_path / CHECKPOINT)
+    gain = "head.last_layer.parametrizations.weight.original0"
+    student_gain, teacher_gain = state["student"][gain].mean().item(), state["teacher"][gain].mean().item()
+    assert student_gain != 1.0  # the gain was trained
+    assert epoch["effective_student_temp"] == pytest.approx(0.1 / student_gain)
+    assert epoch["effective_teacher_temp"] == pytest.approx(epoch["teacher_temp"] / teacher_gain)
+    fixed = [m for kind, m in _events(micro_config(epochs=1), tmp_path / "fixed") if kind == "epoch"]
+    assert "effective_student_temp" not in fixed[-1]  # the paper's head: tau is what it says
+
+
+def test_an_untrained_run_scores_its_random_init_baseline():
+    """The baseline and a run extract k-NN features under the same precision (here bf16)."""
+    config = micro_config()
+    assert config.precision == "bf16"
+    run = _Run(config, build_data(config.data), init_distributed())
+    assert run.evaluate(show=False)["top1"] == baselines(config)["random_init"]["top1"]
+
+
+@pytest.mark.parametrize("overrides", [{"backbone.name": "vit_no_such_model"}, {"batch_size": 512},
+                                       {"data.path": "/nonexistent"}, {"optim.lr": "nan"}])
+def test_core_train_refuses_before_creating_its_folder(tmp_path, capsys, overrides):
+    args = [a for key, value in overrides.items() for a in ("--set", f"{key}={value}")]
+    args += ["--set", "data.train_subset=256", "--out", str(tmp_path / "run")]
+    assert train_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert next(iter(overrides)).split(".")[-1] in err or "Fashion-MNIST" in err
+    assert not (tmp_path / "run").exists()
+
+
+def _events(config, out):
+    events = []
+    train(config, out, lambda kind, step, m: events.append((kind, dict(m))), progress=False)
+    return events
+
+
+def test_the_profiles_head_keeps_its_gain_at_one(tmp_path):
+    """tiny's head is the paper's: the weight-norm gain is fixed, so tau_s and tau_t are what
+    the config says in every arm (a learned gain would make them tau / g_k, differently per arm)."""
+    train(micro_config(epochs=2), tmp_path, progress=False)
+    state = load_checkpoint(tmp_path / CHECKPOINT)
+    for net in ("student", "teacher"):
+        assert torch.equal(state[net]["head.last_layer.parametrizations.weight.original0"],
+                           torch.ones(64, 1)), net
+
+
+def test_print_config_round_trips_and_default_folders_differ_per_config(capsys):
+    assert train_main(["--set", "teacher.update=previous_epoch", "--print-config"]) == 0
+    printed = tomllib.loads(capsys.readouterr().out)
+    assert DINOConfig.from_dict(printed) == profile_config("tiny", {"teacher.update": "previous_epoch"})
+    one, other = (default_run_dir("tiny", profile_config("tiny", o)) for o in ({}, {"teacher.momentum": 0.99}))
+    assert one != other and one.parent == other.parent
+    assert default_run_dir("tiny", profile_config("tiny")) == one  # stable: a rerun resumes its own
