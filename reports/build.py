@@ -11,22 +11,42 @@ results (``runs/<study>/`` by default, like ``python -m studies.run``)::
       plots/{knn,entropy_kl,runs}.{png,svg}
       data/{runs,metrics}.{csv,parquet}   with --export: the frames, for one's own analysis
 
+A report is made of whatever is recorded: runs that failed at start (no metric at all), failed
+or were killed part-way, were requeued, or are still going; a study whose every run failed gets a
+report that says so.
+
 ``--all`` builds every study found under ``--runs`` (default ``runs/``) and the combined table of
 all studies in ``<runs>/report/summary.{md,html,csv,tex}``; shipped studies not run yet appear
-as "not run". ``--publish DIR`` (with ``--all``) also writes a copy meant for version control:
+as "not run". A study whose report cannot be built (its ledger gone, say) is skipped with one
+line on stderr and appears as "not built"; the others are built all the same. Exit status: 0
+when a report was built (also with studies skipped), 1 when ``--all`` found studies but could
+build none, 2 when there is nothing to report on (no results folder, no ledger) or the arguments
+are wrong. ``--publish DIR`` (with ``--all``) also writes a copy meant for version control:
 ``DIR/summary.md`` and ``DIR/<study>/`` with the Markdown pages, tables and PNG plots, but no
 HTML (its images are embedded, so it would store every figure twice), no SVG (dense curves make
 them several times the PNG's size) and no links into run folders (those stay on the machine that
-ran the study). Every file is written through a temporary file and a rename, so a page open in a
-browser, or a second build running at the same time, never sees half a file.
+ran the study).
+
+A study's report is written into a hidden sibling folder and renamed into place once complete
+(swapped with the previous one in one step on Linux), so a build killed part-way (a launcher
+killed while writing) leaves the previous report whole, and a page open in a browser or a
+second build at the same time never sees half a report; the next build removes what a killed
+one left. A rebuild replaces the whole folder: files only an earlier build wrote (an
+``--export``) go with it. The summary's files are each written through a temporary file and a
+rename.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import errno
 import os
+import shutil
+import socket
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from reports import document, page, plots, tables
 from reports.collapse import CollapseRule
@@ -58,9 +78,19 @@ def _load(study_name: str, results_dir: str | Path | None, storage: str | None, 
 
 def write_report(results: StudyResults, rule: CollapseRule, export_format: str | None = None,
                  folder: Path | None = None, portable: bool = False) -> Path:
-    """Write the report into ``folder`` (default ``<results>/report``); returns its page:
-    ``report.html``, or ``report.md`` for a ``portable`` copy (Markdown and PNG only)."""
-    folder = folder or results.results_dir / REPORT_DIR
+    """Write the report into ``folder`` (default ``<results>/report``), replacing what is there
+    only once the new one is complete; returns its page: ``report.html``, or ``report.md`` for a
+    ``portable`` copy (Markdown and PNG only)."""
+    folder = Path(folder or results.results_dir / REPORT_DIR).absolute()
+    with _staged(folder) as staging:
+        name = _write_files(results, rule, export_format, staging, portable)
+    return folder / name
+
+
+def _write_files(results: StudyResults, rule: CollapseRule, export_format: str | None, folder: Path,
+                 portable: bool) -> str:
+    """Every file of the report, in ``folder``; the name of its page. Links are relative to
+    ``folder``, which is why it must be a sibling of the report's final place."""
     table = tables.summary(results)
     header, rows = tables.display(results, table)
     files = {"table.csv": folder / "table.csv", "table.tex": folder / "table.tex", "table.md": folder / "table.md"}
@@ -79,40 +109,113 @@ def write_report(results: StudyResults, rule: CollapseRule, export_format: str |
     blocks = page.study_page(results, table, saved, files, folder, rule)
     _write(folder / "report.md", document.markdown(blocks, folder))
     if portable:
-        return folder / "report.md"
+        return "report.md"
     _write(folder / "report.html", document.to_html(blocks, f"{results.name}: DINO ablation report", folder))
-    return folder / "report.html"
+    return "report.html"
 
 
-def build_all(runs_root: str | Path = "runs", *, rule: CollapseRule = CollapseRule(),
-              export_format: str | None = None, publish: str | Path | None = None) -> tuple[Path, list[str]]:
+@contextlib.contextmanager
+def _staged(folder: Path) -> Iterator[Path]:
+    """An empty hidden sibling of ``folder`` to write the report into, put in place of ``folder``
+    when the block ends without error, removed in any case (holding the previous report by then).
+    Siblings that builds killed on this host left behind are removed first."""
+    prefix = f".{folder.name}.{socket.gethostname()}."
+    for left in folder.parent.glob(f"{prefix}*"):
+        pid = left.name[len(prefix):].split(".")[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):  # own: an earlier process's
+            shutil.rmtree(left, ignore_errors=True)
+    staging = folder.with_name(f"{prefix}{os.getpid()}.partial")
+    staging.mkdir(parents=True)
+    previous = None
+    try:
+        yield staging
+        previous = _put_in_place(staging, folder)
+    finally:
+        for path in (staging, previous):
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _put_in_place(staging: Path, folder: Path) -> Path | None:
+    """Rename ``staging`` to ``folder``; returns where the previous report now is, None if there
+    was none."""
+    try:
+        staging.rename(folder)
+        return None
+    except OSError as error:  # a previous report is there (rename only replaces an empty folder)
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    if _exchange(staging, folder):
+        return staging
+    previous = staging.with_suffix(".previous")  # a filesystem that cannot swap: no report for a moment
+    folder.rename(previous)
+    staging.rename(folder)
+    return previous
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # Linux <fcntl.h>, <linux/fs.h>
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders in one step, with Linux's renameat2(RENAME_EXCHANGE); False where the
+    system (macOS, Windows) or the filesystem (NFS) cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError, TypeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _alive(pid: int) -> bool:
+    """Whether a build with this pid may still be writing (signal 0 only asks if it exists)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return True
+
+
+def build_all(runs_root: str | Path = "runs", *, rule: CollapseRule = CollapseRule(), export_format: str | None = None,
+              publish: str | Path | None = None) -> tuple[Path, dict[str, Path], list[str]]:
     """Every study's report under ``runs_root`` and the combined page (and their copy for
-    version control in ``publish``); returns the combined page's path and one line per study
-    that could not be built."""
+    version control in ``publish``); returns the combined page's path, the reports built and one
+    line per study skipped because its report could not be built."""
     root = Path(runs_root).absolute()
     found = {p.parent.name for p in root.glob(f"*/{PLAN_FILE}")}
     if not found:
         raise ReportError(f"{root}: no study results there (no */{PLAN_FILE}); run `python -m studies.run NAME` "
                           "first, or give --runs DIR")
     names = list(spec.available()) + sorted(found - set(spec.available()))
-    studies, reports, published, errors = [], {}, {}, []
+    studies, reports, published, skipped = [], {}, {}, {}
     for name in names:
         if name not in found:
             studies.append((name, None, None))
             continue
         try:
             results = load_study(root / name, rule=rule)
-            reports[name] = write_report(results, rule, export_format)
+            table = tables.summary(results)
+            html = write_report(results, rule, export_format)
             if publish:
                 published[name] = write_report(results, rule, folder=Path(publish).absolute() / name, portable=True)
-            studies.append((name, results, tables.summary(results)))
-        except ReportError as error:
-            errors.append(f"{name}: {error}")
+        except Exception as error:  # whatever one study's records hold, the other studies get their reports
+            why = str(error) if isinstance(error, ReportError) else f"{type(error).__name__}: {error}"
+            skipped[name] = why.splitlines()[0]  # one line per study, however long the error
             studies.append((name, None, None))
-    frame = tables.combined(studies)
+            continue
+        reports[name] = html
+        studies.append((name, results, table))
+    frame = tables.combined(studies, skipped)
     if publish:
         write_summary(Path(publish).absolute(), frame, published, portable=True)
-    return write_summary(root / REPORT_DIR, frame, reports), errors
+    return write_summary(root / REPORT_DIR, frame, reports), reports, [f"skipped {n}: {w}" for n, w in skipped.items()]
 
 
 def write_summary(folder: Path, frame, reports: dict[str, Path], portable: bool = False) -> Path:
@@ -140,7 +243,10 @@ def _write(path: Path, text: str) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reports.build", description="Build a study's report (tables beside "
-                                "the paper, entropy/KL plots, verdicts) from its ledger and sacred runs, at any time.")
+                                "the paper, entropy/KL plots, verdicts) from its ledger and sacred runs, at any time.",
+                                epilog="exit status: 0 a report was built (with --all: at least one; each study "
+                                "skipped gets one line on stderr), 1 --all could build none of the studies it found, "
+                                "2 nothing to report on or bad arguments")
     p.add_argument("study", nargs="?", help="study name (or its .toml file); see python -m studies.run --list")
     p.add_argument("--all", action="store_true", help="every study under --runs, plus the combined table")
     p.add_argument("--results", metavar="DIR", help="the study's results folder (default: runs/<study>)")
@@ -168,14 +274,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     rule = CollapseRule(kl_max=args.collapse_kl)
     if args.all:
         try:
-            summary, errors = build_all(args.runs, rule=rule, export_format=args.export, publish=args.publish)
+            summary, reports, skipped = build_all(args.runs, rule=rule, export_format=args.export,
+                                                  publish=args.publish)
         except ReportError as error:
             print(error, file=sys.stderr)
             return 2
-        for line in errors:
+        for line in skipped:
             print(line, file=sys.stderr)
         print(f"all studies: {summary}" + (f"\npublished: {Path(args.publish) / 'summary.md'}" if args.publish else ""))
-        return 1 if errors else 0
+        return 0 if reports else 1
     name = Path(args.study).stem if args.study.endswith(".toml") else args.study
     try:
         results = _load(name, args.results, args.storage, rule)

@@ -32,13 +32,22 @@ from studies.spec import flatten
 
 PLAN_FILE = "study.json"
 JOURNAL_FILE = "ledger.journal"
-FINAL = ("knn_top1", "knn_top5", "loss", "target_entropy", "kl")
+FINAL = ("knn_top1", "knn_top5", "student_knn_top1", "student_knn_top5", "loss", "target_entropy", "kl")
 COST = ("wall_seconds", "gpu_hours", "cpu_hours")
-METRIC_COLUMNS = ["run_key", "run_id", "attempt", "kind", "metric", "step", "value"]
+# Fixed, so that a frame of runs that logged nothing has the same dtypes as one of runs that did.
+METRIC_DTYPES = {"run_key": "str", "run_id": "str", "attempt": "int64", "kind": "str", "metric": "str",
+                 "step": "int64", "value": "float64"}
+METRIC_COLUMNS = list(METRIC_DTYPES)
 EXPORT_FORMATS = ("csv", "parquet")
-# Where a final number was logged while training (for attempts that did not complete).
-_LOGGED_AS = {"knn_top1": ("knn", "top1"), "knn_top5": ("knn", "top5"), "loss": ("epoch", "loss"),
-              "target_entropy": ("epoch", "target_entropy"), "kl": ("epoch", "kl")}
+# Where a final number was logged while training (for attempts that did not complete). Runs
+# recorded before the trainer measured the student's k-NN have no student_* numbers: NaN.
+_LOGGED_AS = {"knn_top1": ("knn", "top1"), "knn_top5": ("knn", "top5"),
+              "student_knn_top1": ("knn", "student_top1"), "student_knn_top5": ("knn", "student_top5"),
+              "loss": ("epoch", "loss"), "target_entropy": ("epoch", "target_entropy"), "kl": ("epoch", "kl")}
+
+_RUN_DTYPES = {**dict.fromkeys(("planned", "latest", "superseded", "counted", "collapsed", "cost_recorded"), "bool"),
+               **dict.fromkeys((*FINAL, *COST, "ln_k"), "float64"),
+               **dict.fromkeys(("trial", "attempt", "epochs_done"), "int64")}
 
 
 class ReportError(Exception):
@@ -53,7 +62,9 @@ class StudyResults:
     ``label``, ``setting`` as an ordered categorical, ``axis.<name>`` value labels, ``seed``);
     standing (``state`` done / running / failed, ``planned``: in the current ``study.json``,
     ``latest`` / ``superseded``, ``counted``: used by the tables); results (``knn_top1``,
-    ``knn_top5``, ``loss``, ``target_entropy``, ``kl``: final, or the last logged while not done;
+    ``knn_top5`` of the teacher, ``student_knn_top1``, ``student_knn_top5``: NaN for runs recorded
+    before the student was measured, ``loss``, ``target_entropy``, ``kl``: final, or the last
+    logged while not done;
     ``out_dim``, ``ln_k``, ``collapse`` mode and ``collapsed``; ``epochs_done`` of ``epochs``);
     cost (``wall_seconds``, ``gpu_hours``, ``cpu_hours``, ``cost_recorded``); provenance
     (``start``, ``stop`` in UTC, ``host``, ``job_id``, ``git_commit``, ``git_dirty``,
@@ -152,11 +163,11 @@ def load_study(results_dir: str | Path, storage: str | None = None,
         rows.append(_attempt_row(plan, trial, record, metrics, configs.get(attrs["run_key"], {}), rule,
                                  planned=attrs.get("run_key") in planned,
                                  latest=attrs.get("attempt", 0) == latest[attrs.get("run_key")]))
-    runs = pd.DataFrame(rows, columns=_columns(plan))
+    runs = pd.DataFrame(rows, columns=_columns(plan)).astype(_RUN_DTYPES)  # typed also without any attempt
     settings = [setting_label(plan["axes"], point) for point in grid(plan["axes"])]
     runs["setting"] = pd.Categorical(runs["setting"], categories=settings, ordered=True)
     runs = _with_varying_config(runs, configs)
-    metrics = pd.concat(metric_frames, ignore_index=True) if metric_frames else pd.DataFrame(columns=METRIC_COLUMNS)
+    metrics = _concat_metrics(metric_frames)
     return StudyResults(plan["study"], results, plan, runs, metrics, configs)
 
 
@@ -169,7 +180,8 @@ def curves(results: StudyResults) -> pd.DataFrame:
     per_epoch = _iterations_per_epoch(frame, results.configs)
     position = frame["step"].astype(float)
     iteration = frame["kind"] == "iteration"
-    position[iteration] = (frame.loc[iteration, "step"] + 1) / frame.loc[iteration, "run_key"].map(per_epoch)
+    iterations = frame.loc[iteration, "run_key"].map(per_epoch).astype("float64")  # float also when empty
+    position[iteration] = (frame.loc[iteration, "step"] + 1) / iterations
     frame = frame.assign(epoch=position).dropna(subset=["epoch"])
     runs = results.latest()[["run_key", "label", "setting", "seed", "state"]]
     return frame.merge(runs, on="run_key", how="inner").sort_values(["run_key", "kind", "metric", "step"])
@@ -232,15 +244,27 @@ def _metrics_frame(attrs: Mapping[str, Any], metrics: Mapping[str, Any] | None) 
     for name, series in (metrics or {}).items():
         kind, _, metric = name.partition(".")
         count = min(len(series["steps"]), len(series["values"]))
-        parts.append(pd.DataFrame({"kind": kind, "metric": metric, "step": series["steps"][:count],
-                                   "value": pd.to_numeric(series["values"][:count], errors="coerce")}))
-    if not parts:
-        return pd.DataFrame(columns=METRIC_COLUMNS)
+        if count:
+            parts.append(pd.DataFrame({"kind": kind, "metric": metric, "step": series["steps"][:count],
+                                       "value": pd.to_numeric(series["values"][:count], errors="coerce")}))
+    if not parts:  # failed before its first metric, or not started: no sacred metrics at all
+        return _no_metrics()
     frame = pd.concat(parts, ignore_index=True).drop_duplicates(["kind", "metric", "step"], keep="last")
     frame.insert(0, "run_key", attrs.get("run_key"))
     frame.insert(1, "run_id", attrs.get("run_id"))
     frame.insert(2, "attempt", attrs.get("attempt", 0))
-    return frame[METRIC_COLUMNS].reset_index(drop=True)
+    return frame[METRIC_COLUMNS].astype(METRIC_DTYPES).reset_index(drop=True)
+
+
+def _concat_metrics(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The attempts' metrics in one frame. Empty frames are left out: under pandas 3 one among typed
+    frames turns every column to object (and the curves' arithmetic then fails)."""
+    parts = [frame for frame in frames if len(frame)]
+    return pd.concat(parts, ignore_index=True) if parts else _no_metrics()
+
+
+def _no_metrics() -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in METRIC_DTYPES.items()})
 
 
 def _last(metrics: pd.DataFrame, kind: str, metric: str) -> float:

@@ -48,7 +48,9 @@ def progress_notice(results: StudyResults) -> Notice:
         return Notice([progress_line(results)], "ok")
     where = "" if results.results_dir == default_results(results.name).absolute() else \
         f" --results {results.results_dir}"
-    parts: list = [f"{progress_line(results)}; the tables use the finished runs. Rebuild with ",
+    use = ("every run failed, so the tables have no k-NN numbers; the Runs section has each error"
+           if p["failed"] == p["total"] else "the tables use the finished runs")
+    parts: list = [f"{progress_line(results)}; {use}. Rebuild with ",
                    Code(f"python -m reports.build {results.name}{where}")]
     if p["failed"]:
         parts += ["; rerun the failed ones with ",
@@ -86,6 +88,8 @@ def study_page(results: StudyResults, table: pd.DataFrame, figures: Mapping[str,
         Bullets([[f"n: the finished seeds of a setting (of those planned); mean, sample standard deviation and a "
                   f"{CONFIDENCE:.0%} interval from Student's t with n - 1 degrees of freedom; one seed shows no "
                   "spread and no interval."],
+                 ["k-NN: the teacher's, as in the paper; the student's, where the trainer measured it too, gets "
+                  "the same statistics over the seeds that have it (\"k of n\" when not all do)."],
                  [f"Collapse: {rule.describe()}. A setting is marked when its seeds collapsed; \"in k of n\" when "
                   "only some did."],
                  ["Verdict: a row is judged on the paper's direction and on collapse, not on absolute accuracy: "

@@ -97,7 +97,9 @@ def knn_figure(results: StudyResults, table: pd.DataFrame) -> Figure:
             ax.annotate(row["collapse"], (xi, row["top1_mean"]), textcoords="offset points", xytext=(0, 10),
                         ha="center", fontsize=8, color="C3")
     if not done.any():
-        ax.text(0.5, 0.5, "no finished run yet", transform=ax.transAxes, ha="center", color="grey")
+        progress = results.progress()
+        ax.text(0.5, 0.5, "every run failed" if progress["failed"] == progress["total"] else "no finished run yet",
+                transform=ax.transAxes, ha="center", color="grey")
     ax.set_xticks(x, settings)
     ax.set_xlim(-0.5, len(settings) - 0.5)
     ax.set_xlabel(axis_title(results))

@@ -6,21 +6,28 @@ booktabs table for a paper.
 Statistics use the *counted* runs only: the latest attempt of each planned run, finished, with a
 k-NN result. Failed and superseded attempts (and attempts of an older plan) are left out of the
 statistics but every attempt's cost is in the cost columns, because it was spent.
+The student's k-NN gets the teacher's statistics, over the counted runs that measured it (runs
+recorded before the trainer measured it have none); tables for reading leave its columns out
+while no run of the study has it.
 """
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import pandas as pd
 
 from reports import collapse as collapse_marks
 from reports.fmt import DASH, UNITS, hours, interval, number, tex
 from reports.load import StudyResults
-from reports.stats import summarize
+from reports.stats import Summary, summarize
 from reports.verdict import Row, expected_collapse, judge, paper_scale
 from studies.spec import value_label
+
+
+NOT_RUN, NOT_BUILT = "not run", "not built"  # the combined table's "runs" of a study without a report
+STUDENT_TOP1, STUDENT_CI, STUDENT_BEST = "student top-1 (%)", "student 95 % CI", "student k-NN there (± 95 % CI)"
 
 
 def cost_unit(results: StudyResults) -> str:
@@ -37,7 +44,8 @@ def summary(results: StudyResults) -> pd.DataFrame:
     for setting in results.settings:
         mine = counted[counted["setting"] == setting]
         attempts = planned[planned["setting"] == setting]
-        top1, top5 = summarize(mine["knn_top1"]), summarize(mine["knn_top5"])
+        top1 = summarize(mine["knn_top1"])
+        student = summarize(mine["student_knn_top1"])
         modes = Counter(m for m in mine["collapse"] if collapse_marks.is_collapsed(m))
         collapsed = sum(modes.values())
         mode = modes.most_common(1)[0][0] if modes else collapse_marks.NONE
@@ -51,8 +59,9 @@ def summary(results: StudyResults) -> pd.DataFrame:
         records.append({
             "setting": setting, "used": _used(results, config, point), "n": top1.n,
             "planned": results.planned(setting),
-            "top1_mean": top1.mean, "top1_std": top1.std, "top1_ci_low": top1.ci_low, "top1_ci_high": top1.ci_high,
-            "top5_mean": top5.mean, "paper": math.nan if paper is None else paper,
+            **_accuracy("", top1, mine["knn_top5"]),
+            "student_n": student.n, **_accuracy("student_", student, mine["student_knn_top5"]),
+            "paper": math.nan if paper is None else paper,
             "paper_diff": top1.mean - paper if paper is not None and paper_scale(results.plan["profile"]) else math.nan,
             "entropy_mean": _mean(mine["target_entropy"]), "kl_mean": row.kl, "ln_k": _mean(mine["ln_k"]),
             "collapsed_runs": collapsed, "collapse": _collapse_text(mode, collapsed, top1.n),
@@ -86,6 +95,9 @@ def display(results: StudyResults, table: pd.DataFrame) -> tuple[list[str], list
         ("std", lambda r: number(r["top1_std"])),
         ("95 % CI", lambda r: interval(r["top1_ci_low"], r["top1_ci_high"])),
         ("top-5 (%)", lambda r: number(r["top5_mean"])),
+        (STUDENT_TOP1, lambda r: number(r["student_top1_mean"])
+         + (f" ({r['student_n']} of {r['n']})" if 0 < r["student_n"] < r["n"] else "")),
+        (STUDENT_CI, lambda r: interval(r["student_top1_ci_low"], r["student_top1_ci_high"])),
         ("paper", lambda r: number(r["paper"], 1)),
         ("Δ paper", lambda r: number(r["paper_diff"], signed=True)),
         ("h(P_t)", lambda r: number(r["entropy_mean"], 3)),
@@ -98,23 +110,23 @@ def display(results: StudyResults, table: pd.DataFrame) -> tuple[list[str], list
     header = [name for name, _ in columns]
     total = totals(results)
     rows.append([f"all ({total['attempts']} attempts)"] + [""] * (len(header) - 3) + [hours(total[unit]), ""])
-    keep = [i for i, name in enumerate(header)
-            if name not in ("runs used", "paper", "Δ paper") or any(row[i] not in ("", DASH) for row in rows)]
-    return [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
+    return _drop_empty(header, rows, ("runs used", "paper", "Δ paper", STUDENT_TOP1, STUDENT_CI))
 
 
 def latex(results: StudyResults, table: pd.DataFrame) -> str:
-    """A booktabs table for a paper: setting, n, top-1 ± std, 95 % CI, top-5, paper, collapse."""
+    """A booktabs table for a paper: setting, n, top-1 ± std, 95 % CI, top-5, the student's top-1
+    ± std and 95 % CI (where measured), paper, collapse."""
     show_paper = bool(table["paper"].notna().any())
     show_diff = bool(table["paper_diff"].notna().any())
+    show_student = bool(table["student_n"].gt(0).any())
     axis = " × ".join(a["name"] for a in results.axes)
     header = [tex(axis), "$n$", r"top-1 (\%)", r"95\,\% CI", r"top-5 (\%)"]
+    header += [r"student top-1 (\%)", r"student 95\,\% CI"] * show_student
     header += ["paper"] * show_paper + [r"$\Delta$"] * show_diff + ["collapse"]
     rows = []
     for _, r in table.iterrows():
-        top1 = number(r["top1_mean"]) + (f" ± {number(r['top1_std'])}" if math.isfinite(r["top1_std"]) else "")
-        cells = [tex(r["setting"]), str(r["n"]), tex(top1), tex(interval(r["top1_ci_low"], r["top1_ci_high"])),
-                 tex(number(r["top5_mean"]))]
+        cells = [tex(r["setting"]), str(r["n"]), *_mean_and_interval(r, ""), tex(number(r["top5_mean"]))]
+        cells += _mean_and_interval(r, "student_") if show_student else []
         cells += [tex(number(r["paper"], 1))] * show_paper + [tex(number(r["paper_diff"], signed=True))] * show_diff
         rows.append(cells + [tex(r["collapse"])])
     caption = (f"{results.name}: k-NN accuracy per {axis} (profile {results.plan['profile']}; mean over seeds, "
@@ -132,14 +144,16 @@ def tabular(header: Sequence[str], rows: Sequence[Sequence[str]], align: str, ca
                       r"\end{table}", ""])
 
 
-def combined(studies: Sequence[tuple[str, StudyResults | None, pd.DataFrame | None]]) -> pd.DataFrame:
+def combined(studies: Sequence[tuple[str, StudyResults | None, pd.DataFrame | None]],
+             skipped: Collection[str] = ()) -> pd.DataFrame:
     """One headline row per study, like the paper's appendix: its best setting here and in the
-    paper, how many rows agree with the paper, what collapsed, what it cost. A study without
-    results (``None``) gets a "not run" row."""
+    paper (with the student's k-NN there), how many rows agree with the paper, what collapsed,
+    what it cost. A study without results (``None``) gets a "not run" row, or "not built" if it is
+    among ``skipped`` (it has results, but no report could be built from them)."""
     records = []
     for name, results, table in studies:
         if results is None or table is None:
-            records.append({"study": name, "profile": None, "runs": "not run"})
+            records.append({"study": name, "profile": None, "runs": NOT_BUILT if name in skipped else NOT_RUN})
             continue
         progress = results.progress()
         done = table[table["n"] > 0]
@@ -154,6 +168,9 @@ def combined(studies: Sequence[tuple[str, StudyResults | None, pd.DataFrame | No
             "best_here": None if best is None else best["setting"],
             "best_here_top1": math.nan if best is None else best["top1_mean"],
             "best_here_ci": math.nan if best is None else (best["top1_ci_high"] - best["top1_ci_low"]) / 2,
+            "best_here_student_top1": math.nan if best is None else best["student_top1_mean"],
+            "best_here_student_ci": math.nan if best is None else (
+                best["student_top1_ci_high"] - best["student_top1_ci_low"]) / 2,
             "paper_best": None if paper_best is None else paper_best["setting"],
             "paper_best_top1": math.nan if paper_best is None else paper_best["paper"],
             "agree": int(agree), "judged": len(judged),
@@ -161,31 +178,57 @@ def combined(studies: Sequence[tuple[str, StudyResults | None, pd.DataFrame | No
             "collapsed_in_paper": ", ".join(table.loc[table["expected_collapse"] != "none", "setting"]),
             "cost": totals(results)[unit], "cost_unit": unit,
         })
-    columns = ["study", "profile", "runs", "best_here", "best_here_top1", "best_here_ci", "paper_best",
-               "paper_best_top1", "agree", "judged", "collapsed_here", "collapsed_in_paper", "cost", "cost_unit"]
+    columns = ["study", "profile", "runs", "best_here", "best_here_top1", "best_here_ci", "best_here_student_top1",
+               "best_here_student_ci", "paper_best", "paper_best_top1", "agree", "judged", "collapsed_here",
+               "collapsed_in_paper", "cost", "cost_unit"]
     return pd.DataFrame(records, columns=columns).astype({"agree": "Int64", "judged": "Int64"})
 
 
 def combined_display(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    header = ["study", "profile", "runs done", "best here (k-NN top-1 %, ± 95 % CI)", "paper's best",
+    """Header and string rows of the combined table; the student's column only where a study has it."""
+    header = ["study", "profile", "runs done", "best here (k-NN top-1 %, ± 95 % CI)", STUDENT_BEST, "paper's best",
               "agrees with the paper", "collapsed here", "collapses in the paper", "cost"]
     rows = []
     for _, r in frame.iterrows():
-        if r["runs"] == "not run":
-            rows.append([r["study"], DASH, "not run"] + [""] * (len(header) - 3))
+        if r["runs"] in (NOT_RUN, NOT_BUILT):
+            rows.append([r["study"], DASH, r["runs"]] + [""] * (len(header) - 3))
             continue
         best = DASH if pd.isna(r["best_here"]) else (
-            f"{r['best_here']}: {number(r['best_here_top1'])}"
-            + (f" ± {number(r['best_here_ci'])}" if math.isfinite(r["best_here_ci"]) else ""))
+            f"{r['best_here']}: {_plus_minus(r['best_here_top1'], r['best_here_ci'])}")
         paper = DASH if pd.isna(r["paper_best"]) else f"{r['paper_best']}: {number(r['paper_best_top1'], 1)}"
-        rows.append([r["study"], r["profile"], r["runs"], best, paper,
+        rows.append([r["study"], r["profile"], r["runs"], best,
+                     _plus_minus(r["best_here_student_top1"], r["best_here_student_ci"]), paper,
                      f"{int(r['agree'])} of {int(r['judged'])} rows" if r["judged"] else DASH,
                      r["collapsed_here"] or DASH, r["collapsed_in_paper"] or DASH,
                      f"{hours(r['cost'])} {UNITS[r['cost_unit']]}"])
-    return header, rows
+    return _drop_empty(header, rows, (STUDENT_BEST,))
 
 
 # -- helpers --------------------------------------------------------------------------------------
+def _accuracy(prefix: str, top1: Summary, top5: pd.Series) -> dict[str, float]:
+    """One network's k-NN columns, named alike for the teacher (no prefix) and the student
+    ("student_"), so that every table reads both the same way."""
+    return {f"{prefix}top1_mean": top1.mean, f"{prefix}top1_std": top1.std, f"{prefix}top1_ci_low": top1.ci_low,
+            f"{prefix}top1_ci_high": top1.ci_high, f"{prefix}top5_mean": summarize(top5).mean}
+
+
+def _mean_and_interval(row: pd.Series, prefix: str) -> list[str]:
+    """LaTeX cells "mean ± std" and "[low, high]" of one network's top-1."""
+    return [tex(_plus_minus(row[f"{prefix}top1_mean"], row[f"{prefix}top1_std"])),
+            tex(interval(row[f"{prefix}top1_ci_low"], row[f"{prefix}top1_ci_high"]))]
+
+
+def _plus_minus(value: float, spread: float) -> str:
+    """"72.00 ± 2.00"; the value alone where there is no spread (one seed), a dash where no value."""
+    return number(value) + (f" ± {number(spread)}" if math.isfinite(value) and math.isfinite(spread) else "")
+
+
+def _drop_empty(header: list[str], rows: list[list[str]], optional: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """Leave out the ``optional`` columns that have nothing in any row (dashes only)."""
+    keep = [i for i, name in enumerate(header) if name not in optional or any(row[i] not in ("", DASH) for row in rows)]
+    return [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
+
+
 def _config_of(results: StudyResults, setting: str) -> dict[str, Any]:
     keys = results.runs.loc[results.runs["setting"] == setting, "run_key"]
     return next((results.configs[k] for k in keys if k in results.configs), {})

@@ -39,7 +39,8 @@ def write_results(results: Path, name: str, axes: list[dict], seeds: list[int], 
 
     ``axes``: ``{"name", "key", "labels", "paper", "set": {label: config overrides}}``.
     ``attempts``, in the order they happened: ``{"labels", "seed", "state": done|failed|running,
-    "top1", "top5", "h", "kl", "cpu_hours", "epochs": (first, last) logged, "stale": bool}``.
+    "top1", "top5", "student_top1", "student_top5" (left out: recorded before the trainer measured
+    the student), "h", "kl", "cpu_hours", "epochs": (first, last) logged, "stale": bool}``.
     """
     results.mkdir(parents=True)
     plan_runs = []
@@ -80,7 +81,8 @@ def write_results(results: Path, name: str, axes: list[dict], seeds: list[int], 
                 "cpu_hours": spec.get("cpu_hours", 0.5)}
         if spec["state"] == "done":
             h, kl = spec.get("h", 2.0), spec.get("kl", 0.5)
-            ledger.complete(number, spec["top1"], {"knn_top1": spec["top1"], "knn_top5": spec["top5"],
+            student = {f"student_knn_{k}": spec[f"student_{k}"] for k in ("top1", "top5") if f"student_{k}" in spec}
+            ledger.complete(number, spec["top1"], {"knn_top1": spec["top1"], "knn_top5": spec["top5"], **student,
                                                    "loss": h + kl, "target_entropy": h, "kl": kl, **cost})
         elif spec["state"] == "failed":
             ledger.fail(number, "NonFiniteLossError: loss is nan at epoch 2")
@@ -108,8 +110,9 @@ def write_sacred(folder: Path, config: dict, spec: dict) -> None:
                               ("images_per_second", IPE * 64 / 10.0)):
             log(f"epoch.{metric}", epoch, value)
     if spec["state"] == "done":
-        log("knn.top1", last, spec["top1"])
-        log("knn.top5", last, spec["top5"])
+        for name in ("top1", "top5", "student_top1", "student_top5"):
+            if name in spec:
+                log(f"knn.{name}", last, spec[name])
     for name, series in spec.get("extra_metrics", {}).items():  # e.g. a step logged twice (kill + resume)
         for step, value in series:
             log(name, step, value)
