@@ -5,7 +5,7 @@ Every figure is measured in this one invocation, on this machine, and written to
 
 - ``peak``: the matmul throughput of the device per precision (a large square matmul), the
   denominator of every utilisation figure;
-- ``train``: the trainer's own step (``core.train._Run.step``) for the ``tiny`` profile on CPU in
+- ``train``: the trainer's own step (``core.train.Trainer.step``) for the ``tiny`` profile on CPU in
   several speed variants (``plain`` = eager fp32, the reference point; ``bf16``; ``+compile``),
   and, where a GPU is present, ViT-S/16 with 2x224 + 8x96 crops at batch 64 and 128 (the
   ``vits16_imagenet`` profile on random uint8 images): seconds per iteration, images per second,
@@ -66,7 +66,7 @@ from core.evaluate import extract_features
 from core.knn import knn_accuracy
 from core.model import float32_attention
 from core.profiles import profile_config
-from core.train import PHASES, _Run
+from core.train import PHASES, Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SECTIONS = ("peak", "train", "knn", "study", "loader")
@@ -242,7 +242,7 @@ class _Timed:
 
     def __init__(self, name: str, config: DINOConfig, data: DataSplits, env: DistEnv):
         self.name, self.config, self.env = name, config, env
-        self.run = _Run(config, data, env)
+        self.run = Trainer(config, data, env)
         if name in BF16_ATTENTION:  # timm's own attention forward, all of it under autocast
             float32_attention(self.run.student_module, enabled=False)
             float32_attention(self.run.teacher, enabled=False)
@@ -358,7 +358,7 @@ def bench_knn(config: DINOConfig, device: torch.device, n_extract: int, n_memory
     dataset = torch.utils.data.Subset(data.memory, range(n_extract))
     for name in variants:
         cfg = config.replace(VARIANTS[name])
-        run = _Run(cfg, data, env)
+        run = Trainer(cfg, data, env)
         backbone = run.teacher.backbone.eval()
         extract_features(backbone, torch.utils.data.Subset(data.memory, range(min(64, n_extract))),
                          data, cfg, env, run._autocast)  # warm-up

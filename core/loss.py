@@ -30,6 +30,7 @@ class DINOLoss(nn.Module):
         self.register_buffer("center", torch.zeros(1, out_dim))
         self.target_entropy = torch.tensor(float("nan"))
         self.kl = torch.tensor(float("nan"))
+        self.student_entropy = torch.tensor(float("nan"))  # h(P_s): what tau_s sharpens
 
     def forward(self, student_output: Tensor, teacher_output: Tensor, teacher_temp: float) -> Tensor:
         """``student_output``: all views stacked along the batch, the two global views first;
@@ -55,6 +56,8 @@ class DINOLoss(nn.Module):
             # pairs of h(P_t) is the mean over both teacher views
             self.target_entropy = torch.stack([_entropy(p) for p in teacher_p]).mean()
             self.kl = loss.detach() - self.target_entropy
+            self.student_entropy = torch.stack([-(logp.exp() * logp).sum(dim=-1).mean()
+                                                for logp in student_logp]).mean()
         self.update_center(teacher_output)
         return loss
 

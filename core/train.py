@@ -17,7 +17,7 @@ import sys
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 import numpy as np
 import tomli_w
@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from core.augment import MultiCropAugmentation
 from core.checkpoint import load_checkpoint, save_checkpoint
+from core.collapse import CollapseRule
 from core.config import ConfigError, DINOConfig, parse_assignment
 from core.data import DataNotFoundError, DataSplits, build_data
 from core.distributed import DistEnv, all_reduce_mean, init_distributed, sync_batchnorm
@@ -44,8 +45,18 @@ from core.teacher import teacher_update
 Callback = Callable[[str, int, Mapping[str, float]], None]
 Timer = Callable[[str], AbstractContextManager]
 CHECKPOINT = "checkpoint.pth"
-# The phases of ``_Run.step``, in order, as a timer hook sees them.
+# The phases of ``Trainer.step``, in order, as a timer hook sees them.
 PHASES = ("augment", "teacher", "student_forward", "loss", "backward", "optimizer", "ema")
+
+
+class StepStats(NamedTuple):
+    """What one training step measured, as 0-d tensors: the loss H(P_t, P_s) = h(P_t) + KL, and
+    the student's entropy h(P_s), which a student-temperature sweep moves."""
+
+    loss: torch.Tensor
+    target_entropy: torch.Tensor
+    kl: torch.Tensor
+    student_entropy: torch.Tensor
 
 
 class NonFiniteLossError(RuntimeError):
@@ -57,8 +68,9 @@ class ResumeMismatchError(RuntimeError):
 
 
 def train(config: DINOConfig, out_dir: str | Path, callback: Callback | None = None,
-          progress: bool = True) -> dict[str, float]:
-    """Train (or resume) the run in ``out_dir`` and return its final metrics and k-NN accuracy."""
+          progress: bool = True) -> dict[str, float | str]:
+    """Train (or resume) the run in ``out_dir`` and return its final metrics, the k-NN accuracy
+    of teacher and student, and its collapse verdict (``core.collapse``)."""
     started = time.time()  # the run's own time: data, models, training and evaluation
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -70,7 +82,7 @@ def train(config: DINOConfig, out_dir: str | Path, callback: Callback | None = N
                           f"{env.world_size} processes; choose a multiple of the world size")
     check_backbone(config.backbone)
     data = build_data(config.data, config.crops)
-    run = _Run(config, data, env)  # everything that can refuse the config, before the folder exists
+    run = Trainer(config, data, env)  # everything that can refuse the config, before the folder exists
     out_dir.mkdir(parents=True, exist_ok=True)
     start_epoch = run.resume(out_dir / CHECKPOINT)
     show = progress and env.is_main and sys.stderr.isatty()  # bars only for a person watching
@@ -88,14 +100,19 @@ def train(config: DINOConfig, out_dir: str | Path, callback: Callback | None = N
         run.save(out_dir / CHECKPOINT, epoch + 1, {"knn": knn, "metrics": epoch_metrics} if last else {})
     if not knn:  # resumed after the last epoch: the result is in the checkpoint
         knn, epoch_metrics = run.final["knn"], run.final["metrics"]
+    final = {k: epoch_metrics[k] for k in ("loss", "target_entropy", "kl", "student_entropy") if k in epoch_metrics}
+    # the run decides its own collapse verdict, so the ledger, the dashboard and reports agree
+    verdict = CollapseRule().classify(final.get("target_entropy", math.nan), final.get("kl", math.nan),
+                                      config.head.out_dim)
     return {**{f"knn_{k}": v for k, v in knn.items() if not k.startswith("student_")},
             **{f"student_knn_{k[len('student_'):]}": v for k, v in knn.items() if k.startswith("student_")},
-            **{k: epoch_metrics[k] for k in ("loss", "target_entropy", "kl") if k in epoch_metrics},
-            "epochs": config.epochs, "train_seconds": time.time() - started}
+            **final, "collapse": verdict, "epochs": config.epochs, "train_seconds": time.time() - started}
 
 
-class _Run:
-    """The state of one training: models, loss, optimizer, schedules and data order."""
+class Trainer:
+    """The engine of one training: models, loss, optimizer, schedules and data order, with the
+    step, the epoch, the evaluation and the checkpoint as methods; ``train`` drives it, and the
+    benchmarks and tests drive its ``step`` directly."""
 
     def __init__(self, config: DINOConfig, data: DataSplits, env: DistEnv):
         self.config, self.data, self.env = config, data, env
@@ -159,29 +176,28 @@ class _Run:
         self.student.train()
         self.strategy.on_epoch_start(self.teacher, self.student_module)
         teacher_temp = self.schedules.teacher_temp[epoch]
-        sums = torch.zeros(3, device=device)  # loss, h(P_t), KL
+        sums = torch.zeros(len(StepStats._fields), device=device)
         started = time.time()
         batches = tqdm(self.loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                        disable=not show, dynamic_ncols=True)
         for i, (images, _) in enumerate(batches):
             it = epoch * self.iters_per_epoch + i
-            stats = self.step(images, epoch, it)
+            stats = torch.stack(self.step(images, epoch, it))
             sums += stats
             if it % config.log_every == 0:
-                values = stats.tolist()
+                values = dict(zip(StepStats._fields, stats.tolist()))
                 lr, wd = self.schedules.lr[it], self.schedules.weight_decay[it]
-                emit("iteration", it, {"loss": values[0], "target_entropy": values[1], "kl": values[2],
-                                       "lr": lr, "weight_decay": wd, "momentum": self.schedules.momentum[it],
-                                       "teacher_temp": teacher_temp,
+                emit("iteration", it, {**values, "lr": lr, "weight_decay": wd,
+                                       "momentum": self.schedules.momentum[it], "teacher_temp": teacher_temp,
                                        "center_norm": self.loss.center.norm().item()})
-                batches.set_postfix(loss=f"{values[0]:.3f}", h=f"{values[1]:.2f}", kl=f"{values[2]:.3f}")
+                batches.set_postfix(loss=f"{values['loss']:.3f}", h=f"{values['target_entropy']:.2f}",
+                                    kl=f"{values['kl']:.3f}")
         last = (epoch + 1) * self.iters_per_epoch - 1
         lr, wd, momentum = (self.schedules.lr[last], self.schedules.weight_decay[last],
                             self.schedules.momentum[last])
-        means = all_reduce_mean(sums / self.iters_per_epoch).tolist()
+        means = dict(zip(StepStats._fields, all_reduce_mean(sums / self.iters_per_epoch).tolist()))
         seconds = time.time() - started
-        metrics = {"loss": means[0], "target_entropy": means[1], "kl": means[2], "lr": lr,
-                   "weight_decay": wd, "momentum": momentum, "teacher_temp": teacher_temp,
+        metrics = {**means, "lr": lr,                   "weight_decay": wd, "momentum": momentum, "teacher_temp": teacher_temp,
                    "center_norm": self.loss.center.norm().item(), "epoch_seconds": seconds,
                    "images_per_second": self.iters_per_epoch * self.config.batch_size / seconds}
         if not config.head.norm_last_layer:  # a learned gain g_k turns tau into tau / g_k
@@ -189,10 +205,10 @@ class _Run:
             metrics["effective_teacher_temp"] = teacher_temp / self.teacher.head.mean_gain()
         return metrics
 
-    def step(self, images: torch.Tensor, epoch: int, it: int, timer: Timer | None = None) -> torch.Tensor:
+    def step(self, images: torch.Tensor, epoch: int, it: int, timer: Timer | None = None) -> StepStats:
         """One training iteration on a uint8 batch: augment, teacher and student forward, loss,
-        backward, optimizer step (with clipping), teacher update. Returns the detached
-        ``[loss, h(P_t), KL]``.
+        backward, optimizer step (with clipping), teacher update. Returns what it measured,
+        detached (no device sync until read).
 
         ``timer(phase)`` (optional) returns a context manager entered around each phase, named in
         ``PHASES``; ``benchmarks/`` times the trainer's own step with it. Without a timer the
@@ -231,7 +247,7 @@ class _Run:
             self.scaler.update()
         with phase("ema"):
             self.strategy.after_step(self.teacher, self.student_module, self.schedules.momentum[it])
-        return torch.stack([loss.detach(), self.loss.target_entropy, self.loss.kl])
+        return StepStats(loss.detach(), self.loss.target_entropy, self.loss.kl, self.loss.student_entropy)
 
     def evaluate(self, show: bool) -> dict[str, float]:
         """Weighted k-NN of the teacher's backbone features (the paper's number) and of the

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from reports import document, page, plots, tables
-from reports.collapse import CollapseRule
+from core.collapse import CollapseRule
 from reports.fmt import tex
 from reports.load import EXPORT_FORMATS, PLAN_FILE, ReportError, StudyResults, curves, default_results, export, \
     load_study

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import pandas as pd
 from optuna.trial import FrozenTrial
 
-from reports.collapse import CollapseRule, is_collapsed
+from core.collapse import CollapseRule, is_collapsed
 from studies.ledger import STATE_NAMES, Ledger
 from studies.spec import flatten
 

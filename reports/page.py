@@ -11,8 +11,9 @@ from typing import Mapping
 
 import pandas as pd
 
-from reports import collapse, fmt, provenance, tables, verdict
-from reports.collapse import CollapseRule
+from core import collapse
+from reports import fmt, provenance, tables, verdict
+from core.collapse import CollapseRule
 from reports.document import (Badge, Block, Bullets, Code, Figure, Heading, Link, Notice, Paragraph, Strong, Table,
                               relative)
 from reports.load import StudyResults, default_results

@@ -30,7 +30,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from reports.collapse import CollapseRule
+from core.collapse import CollapseRule
 from reports.load import StudyResults
 
 DPI = 150

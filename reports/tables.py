@@ -18,7 +18,7 @@ from typing import Any, Collection, Sequence
 
 import pandas as pd
 
-from reports import collapse as collapse_marks
+from core import collapse as collapse_marks
 from reports.fmt import DASH, UNITS, hours, interval, number, tex
 from reports.load import StudyResults
 from reports.stats import Summary, summarize

@@ -77,7 +77,7 @@ def test_train_under_torchrun_two_processes(tmp_path):
 _RESUME_SCRIPT = """
 import hashlib, json, sys
 import torch, torch.distributed as d
-from core.train import CHECKPOINT, _Run, train
+from core.train import CHECKPOINT, Trainer, train
 from core.data import build_data
 from core.distributed import init_distributed
 from tests.micro import micro_config
@@ -96,7 +96,7 @@ try:
     train(config, resumed, stop_in_epoch_2, progress=False)
 except Stop:
     pass
-run = _Run(config, build_data(config.data), init_distributed())
+run = Trainer(config, build_data(config.data), init_distributed())
 start = run.resume(__import__("pathlib").Path(resumed) / CHECKPOINT)
 run.seed_epoch(start)
 images = torch.stack([run.data.train[i][0] for i in range(8)])  # the same images on both ranks

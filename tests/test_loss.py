@@ -114,3 +114,15 @@ def test_loss_backpropagates_to_student_only():
     teacher = torch.randn(4, 7, requires_grad=True)
     DINOLoss(7)(student, teacher, 0.04).backward()
     assert student.grad is not None and teacher.grad is None
+
+
+def test_student_entropy_closed_forms():
+    k, batch = 16, 4
+    loss = DINOLoss(k)
+    teacher = torch.randn(2 * batch, k)
+    loss(torch.zeros(4 * batch, k), teacher, 0.04)  # uniform student: h(P_s) = ln K
+    assert loss.student_entropy.item() == pytest.approx(math.log(k), abs=1e-5)
+    sharp = torch.full((4 * batch, k), -1e4)
+    sharp[:, 3] = 0.0  # one-hot student: h(P_s) = 0
+    loss(sharp, teacher, 0.04)
+    assert loss.student_entropy.item() == pytest.approx(0.0, abs=1e-5)

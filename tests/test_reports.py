@@ -19,7 +19,7 @@ import pytest
 
 from core.profiles import profile_config
 from reports import build
-from reports.collapse import CollapseRule
+from core.collapse import CollapseRule
 from reports.load import curves, load_study
 from reports.stats import summarize, t_quantile
 from studies.ledger import Ledger

@@ -8,10 +8,11 @@ import torch
 
 from core.baselines import baselines
 from core.checkpoint import load_checkpoint
+from core.collapse import CollapseRule
 from core.config import DINOConfig
 from core.data import build_data
 from core.distributed import init_distributed
-from core.train import CHECKPOINT, NonFiniteLossError, ResumeMismatchError, _Run, train
+from core.train import CHECKPOINT, NonFiniteLossError, ResumeMismatchError, Trainer, train
 from core.profiles import profile_config
 from core.train import default_run_dir
 from core.train import main as train_main
@@ -55,8 +56,8 @@ def test_callback_receives_every_metric(tmp_path):
     assert kinds.count("epoch") == 2 and kinds.count("knn") == 2
     iterations = [e for e in events if e[0] == "iteration"]
     assert [e[1] for e in iterations] == list(range(8))  # 256 images / 64, log_every = 1
-    assert set(iterations[0][2]) == {"loss", "target_entropy", "kl", "lr", "weight_decay", "momentum",
-                                     "teacher_temp", "center_norm"}
+    assert set(iterations[0][2]) == {"loss", "target_entropy", "kl", "student_entropy", "lr", "weight_decay",
+                                     "momentum", "teacher_temp", "center_norm"}
     for _, _, metrics in events:
         assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
     epoch = [e[2] for e in events if e[0] == "epoch"][-1]
@@ -80,7 +81,7 @@ def test_resume_with_another_config_is_refused(tmp_path):
 
 def test_last_layer_gets_no_gradient_while_frozen(tmp_path):
     config = micro_config(**{"head.freeze_last_layer": 1, "optim.warmup_epochs": 0})  # 1 epoch = 4 steps
-    run = _Run(config, build_data(config.data), init_distributed())
+    run = Trainer(config, build_data(config.data), init_distributed())
     last = run.student_module.head.last_layer
     initial = [p.detach().clone() for p in last.parameters()]
     other = run.student_module.head.mlp[0].weight.detach().clone()
@@ -124,7 +125,7 @@ def test_an_untrained_run_scores_its_random_init_baseline():
     """The baseline and a run extract k-NN features under the same precision (here bf16)."""
     config = micro_config()
     assert config.precision == "bf16"
-    run = _Run(config, build_data(config.data), init_distributed())
+    run = Trainer(config, build_data(config.data), init_distributed())
     assert run.evaluate(show=False)["top1"] == baselines(config)["random_init"]["top1"]
 
 
@@ -163,3 +164,13 @@ def test_print_config_round_trips_and_default_folders_differ_per_config(capsys):
     one, other = (default_run_dir("tiny", profile_config("tiny", o)) for o in ({}, {"teacher.momentum": 0.99}))
     assert one != other and one.parent == other.parent
     assert default_run_dir("tiny", profile_config("tiny")) == one  # stable: a rerun resumes its own
+
+
+def test_a_run_records_its_own_collapse_verdict(tmp_path):
+    """The run records the verdict of the collapse rule on its own final h(P_t) and KL, so the
+    ledger, the dashboard and the reports read one decision (the rule's thresholds are tested
+    on hand values in tests/test_reports.py)."""
+    result = train(micro_config(epochs=2, **{"loss.sharpening": False}), tmp_path, progress=False)
+    assert result["collapse"] == CollapseRule().classify(result["target_entropy"], result["kl"], 64)
+    assert result["collapse"] in ("none", "one dimension", "uniform", "other")
+    assert 0 < result["student_entropy"] <= math.log(64) + 1e-4

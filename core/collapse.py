@@ -1,5 +1,8 @@
 """Did a run collapse, and how? Decided from its final target entropy h(P_t) and KL(P_t || P_s).
 
+The trainer applies the rule to its own final epoch and records the verdict in its result (and
+so in the ledger and the sacred record); reports read it back with the same rule.
+
 The paper (section 5.3, Fig. 7) splits the cross-entropy as H(P_t, P_s) = h(P_t) + KL: in either
 collapse mode the student copies the teacher, so KL -> 0, and the target entropy tells the two
 modes apart: without centering one dimension dominates (h -> 0), without sharpening the output is
