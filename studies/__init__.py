@@ -5,7 +5,8 @@ Flow: ``spec`` loads and validates the study file; ``plan`` expands its grid x s
 says which runs are done, running or failed, and ``liveness`` finds RUNNING trials whose job died;
 ``launch`` submits the missing runs through submitit (SLURM job arrays, local processes, or the
 debug executor); inside each job ``job.RunJob`` trains, ``record`` records the run with sacred,
-and the job reports its outcome to the ledger. ``status`` prints the table.
+and the job reports its outcome to the ledger. ``status`` prints the table. ``claims`` keeps
+launchers that share a study from starting a run twice; ``journal`` repairs a damaged ledger file.
 
 On-disk layout of one study's results folder (default ``runs/<study>/``; ``--results DIR``; on
 SLURM it must be on a filesystem the compute nodes share)::
@@ -13,10 +14,14 @@ SLURM it must be on a filesystem the compute nodes share)::
     <results>/
       ledger.journal                 optuna JournalFileBackend (unless --storage URL); optuna study
                                      named <study>, one trial per attempt of a run
+      ledger.journal.damaged-<stamp> the damaged lines a repair took out of the journal (studies.journal)
+      launch.lock                    flock a launcher holds while it claims a run (studies.claims)
       study.json                     the study as last launched: metric, axes (labels, paper numbers),
                                      runs (key, label, axes, seed, paper, folder name)
       runs/<label>_<key8>/           the trainer's folder for one run (one config), shared by all its
-                                     attempts: checkpoint.pth (written every epoch; retries resume it)
+                                     attempts: checkpoint.pth (written every epoch; retries resume it),
+                                     checkpoint.prev.pth (the epoch before: resumed from if the newest is
+                                     unreadable), train.lock (flock of the job training it: "pid P on H")
       sacred/<run_id>/               sacred FileStorageObserver folder of one attempt, run_id =
                                      <key>-a<attempt>: run.json (status, host, git, heartbeat,
                                      result), config.json ({"dino": config, "study": ..., "seed"}),
@@ -33,17 +38,20 @@ the study's metric, FAIL, or RUNNING; user attributes ``run_key``, ``run_id``, `
 ``label`` ("m=0.9 seed=0"), ``axes`` ({axis: value label}), ``seed``, ``paper`` (the paper's number
 or None), ``profile``, ``cluster``, ``results_dir``, ``run_dir``, ``sacred_dir``, ``job_id``,
 ``submitit_dir``, ``launcher_*``/``job_*``/``worker_*`` (host, pid, pid start: who owns the trial),
-and at the end ``knn_top1``, ``knn_top5``, ``loss``, ``target_entropy``, ``kl``, ``wall_seconds``,
-``gpu_hours``, ``cpu_hours``, or ``error`` (one line) on FAIL. Intermediate values: the metric at
+and at the end ``knn_top1``, ``knn_top5`` (the teacher's k-NN), ``student_knn_top1``,
+``student_knn_top5`` (the student's), ``loss``, ``target_entropy``, ``kl``, ``student_entropy``,
+``collapse`` (the run's own verdict, ``core.collapse``), ``wall_seconds``, ``gpu_hours``,
+``cpu_hours``, or ``error`` (one line) on FAIL. Intermediate values: the metric at
 each evaluation. A run's state is its latest attempt's.
 
 Metrics (``metrics.json``, sacred's ``{name: {steps, values, timestamps}}``): ``iteration.<m>``
 every ``log_every`` iterations (step = global iteration) for m in loss, target_entropy, kl, lr,
-weight_decay, momentum, teacher_temp, center_norm; ``epoch.<m>`` (step = epochs done) for the same
-plus epoch_seconds, images_per_second; ``knn.top1``, ``knn.top5`` (step = epochs done). A requeued
-attempt appends to the same file and a retried run starts a new attempt folder, so an epoch may
-appear twice (the job was killed after logging it, before its checkpoint): take the last value per
-step, and read a run's curve across its attempts in attempt order.
+weight_decay, momentum, teacher_temp, center_norm, student_entropy; ``epoch.<m>`` (step = epochs done) for the same
+plus epoch_seconds, images_per_second; ``knn.top1``, ``knn.top5``, ``knn.student_top1``,
+``knn.student_top5`` (step = epochs done). A requeued attempt appends to the same file and a retried
+run starts a new attempt folder, so an epoch may appear twice (the job was killed after logging it,
+before its checkpoint, or its newest checkpoint was unreadable): take the last value per step, and
+read a run's curve across its attempts in attempt order.
 
 A requeue (preemption or time limit, through submitit's checkpoint) continues the attempt: same
 trial, same sacred folder, one more entry in ``info.json``'s ``segments`` (id ``<run_id>.r<k>``,
@@ -52,7 +60,8 @@ job id, host, start, end, seconds, status REQUEUED/COMPLETED/FAILED); observers 
 ``versions`` (python, torch, torchvision, timm, CUDA, cuDNN, devices), ``slurm`` (the job's
 SLURM_* variables) and the cost, summed over segments: ``wall_seconds``, ``gpus``, ``cpus``,
 ``gpu_hours`` (GPUs x wall hours, 0 on CPU) and ``cpu_hours``; the sacred result (``run.json``)
-holds the trainer's result (knn_top1, knn_top5, loss, target_entropy, kl, epochs, train_seconds)
+holds the trainer's result (knn_top1, knn_top5, student_knn_top1, student_knn_top5, loss,
+target_entropy, kl, epochs, train_seconds)
 plus the same cost. The ledger is authoritative for a run's state: the sacred status of an
 attempt whose job was killed stays RUNNING.
 """

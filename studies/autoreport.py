@@ -1,14 +1,21 @@
-"""A study writes its report without being asked: after a local launch, and from the job that
-finishes last on a cluster (the launcher may be long gone by then)."""
+"""A study writes its report without being asked: after a local launch, from the job that
+finishes last on a cluster (the launcher may be long gone by then), and on a rerun that finds
+nothing to launch but a report that is missing or older than the last attempt to end (deleted,
+failed to build, or its launcher was stopped first)."""
 from __future__ import annotations
 
+import datetime
 import importlib
 import threading
 from pathlib import Path
+from typing import Sequence
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from studies.ledger import Ledger
+
+# Where reports.build writes a study's page, named here: importing reports costs a second.
+REPORT_PAGE = Path("report") / "report.html"
 
 
 def import_in_background() -> None:
@@ -34,3 +41,17 @@ def write_report(study: str, results_dir: Path, storage: str) -> Path | None:
 def write_report_if_finished(study: str, results_dir: Path, storage: str, ledger: Ledger) -> None:
     if not any(t.state == TrialState.RUNNING for t in ledger.trials()):
         write_report(study, results_dir, storage)
+
+
+def write_report_if_stale(study: str, results_dir: Path, storage: str, trials: Sequence[FrozenTrial]) -> None:
+    """Rebuild the report if it is missing or older than the last attempt to end, once no
+    attempt is still running (whoever waits for that one writes the report when it ends)."""
+    if any(t.state == TrialState.RUNNING for t in trials):
+        return
+    ended = [t.datetime_complete for t in trials if t.datetime_complete is not None]
+    if not ended:
+        return
+    page = results_dir / REPORT_PAGE
+    if page.is_file() and datetime.datetime.fromtimestamp(page.stat().st_mtime) >= max(ended):
+        return
+    write_report(study, results_dir, storage)

@@ -6,6 +6,7 @@ checkpoint in the run folder, never pickled state. The job reports its own outco
 (COMPLETE with the study's metric, or FAIL with the error), so the ledger is right even after the
 launcher has exited; while it is being requeued it reports nothing and the trial stays RUNNING.
 On several tasks (DDP: one per GPU) only rank 0 records and reports; every rank trains.
+Rank 0 holds the run folder (``claims.training``) while it trains, so no other process trains it.
 """
 from __future__ import annotations
 
@@ -21,13 +22,18 @@ from optuna.trial import TrialState
 from sacred import Experiment
 
 from core.config import DINOConfig
-from studies import liveness, slots
+from studies import claims, liveness, slots
 from studies.autoreport import write_report_if_finished
 from studies.ledger import Ledger
 from studies.record import experiment, recorded_run
 
 # The callback (kind, name) a metric of core.train's result is reported from as it trains.
-_INTERMEDIATE = {"knn_top1": ("knn", "top1"), "knn_top5": ("knn", "top5"), "loss": ("epoch", "loss")}
+_INTERMEDIATE = {"knn_top1": ("knn", "top1"), "knn_top5": ("knn", "top5"),
+                 "student_knn_top1": ("knn", "student_top1"), "student_knn_top5": ("knn", "student_top5"),
+                 "loss": ("epoch", "loss")}
+# What of core.train's result (and the job's cost) the ledger keeps as the trial's attributes.
+_RESULT_ATTRS = ("knn_top1", "knn_top5", "student_knn_top1", "student_knn_top5", "loss", "target_entropy", "kl",
+                 "student_entropy", "collapse", "wall_seconds", "gpu_hours", "cpu_hours")
 
 
 @dataclass(frozen=True)
@@ -91,8 +97,6 @@ class RunJob(submitit.helpers.Checkpointable):
             raise RuntimeError(f"trial {spec.trial} of {spec.study} is {state.name}, not RUNNING: this attempt "
                                "was superseded or marked dead; not training")
         ledger.set_attrs(spec.trial, {"job_id": env.job_id, **liveness.owner_attrs("worker", os.getpid())})
-        print(f"{spec.label}: training in {spec.run_dir} (trial {spec.trial}, job {env.job_id}, "
-              f"{env.num_tasks} task(s))", flush=True)
         report = _INTERMEDIATE[spec.metric]
 
         def body(log) -> dict[str, float]:
@@ -103,9 +107,12 @@ class RunJob(submitit.helpers.Checkpointable):
             return train(config, spec.run_dir, callback, progress=False)
 
         try:
-            result = recorded_run(ex, run_id=spec.run_id, sacred_root=spec.sacred_root, observers=spec.observers,
-                                  job_id=env.job_id, num_tasks=env.num_tasks, started=started, body=body,
-                                  requeueing=lambda: self._requeueing)
+            with claims.training(spec.run_dir):
+                print(f"{spec.label}: training in {spec.run_dir} (trial {spec.trial}, job {env.job_id}, "
+                      f"{env.num_tasks} task(s))", flush=True)
+                result = recorded_run(ex, run_id=spec.run_id, sacred_root=spec.sacred_root,
+                                      observers=spec.observers, job_id=env.job_id, num_tasks=env.num_tasks,
+                                      started=started, body=body, requeueing=lambda: self._requeueing)
         except SystemExit:
             if not self._requeueing:
                 ledger.fail(spec.trial, "the job exited during training")
@@ -117,9 +124,7 @@ class RunJob(submitit.helpers.Checkpointable):
         if not math.isfinite(value):
             ledger.fail(spec.trial, f"{spec.metric} is {value}")
             return result
-        ledger.complete(spec.trial, value, {k: result[k] for k in (
-            "knn_top1", "knn_top5", "loss", "target_entropy", "kl", "wall_seconds", "gpu_hours", "cpu_hours")
-            if k in result})
+        ledger.complete(spec.trial, value, {k: result[k] for k in _RESULT_ATTRS if k in result})
         print(f"{spec.label}: {spec.metric} = {value:.2f}", flush=True)
         if env.cluster == "slurm":  # locally the launcher writes it once every run has ended
             write_report_if_finished(spec.study, Path(spec.sacred_root).parent, spec.storage, ledger)

@@ -105,7 +105,7 @@ def submit_slurm(ex: submitit.AutoExecutor, specs: list[JobSpec]) -> list[submit
     return jobs
 
 
-def run_local(ex: submitit.AutoExecutor, prepare: Sequence[Callable[[], JobSpec]], max_parallel: int,
+def run_local(ex: submitit.AutoExecutor, prepare: Sequence[Callable[[], JobSpec | None]], max_parallel: int,
               submitted: Callable[[JobSpec, submitit.Job], None],
               finished: Callable[[JobSpec, submitit.Job], None]) -> None:
     """Run jobs as local processes, at most ``max_parallel`` training at a time and as many more
@@ -114,13 +114,16 @@ def run_local(ex: submitit.AutoExecutor, prepare: Sequence[Callable[[], JobSpec]
     single waiting run would leave the second freed slot idle for a whole start-up.
 
     ``prepare`` creates a run's ledger trial only when its process starts, so runs that never
-    started stay "missing" (not "failed") if the launcher is stopped.
+    started stay "missing" (not "failed") if the launcher is stopped; it returns None for a run
+    that another launcher claimed meanwhile.
     """
     queue = deque(prepare)
     active: list[tuple[JobSpec, submitit.Job, _Tail]] = []
     while queue or active:
         while queue and len(active) < 2 * max_parallel:
             spec = queue.popleft()()
+            if spec is None:
+                continue
             job = ex.submit(RunJob(spec))
             submitted(spec, job)
             active.append((spec, job, _Tail(job.paths.stdout, f"[{spec.label}] ")))

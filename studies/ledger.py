@@ -6,9 +6,15 @@ point and a failed attempt never hides its run (the traps of ``GridSampler``). T
 an attempt's trial before the job exists; the job itself tells the trial COMPLETE (with the study's
 metric as its value) or FAIL, so the ledger is right after the launcher has exited (SLURM).
 A job that dies without telling is found by ``liveness`` and marked FAIL here.
+
+Reading never writes: opening a ledger that exists, listing its trials and a launch that finds
+nothing to do leave the journal byte-identical (optuna's ``create_study`` appends an entry on
+every call, even when the study exists, so it is called only for a study that does not). The one
+exception is a damaged journal, which any opening repairs (``studies.journal``).
 """
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,6 +24,7 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from studies import journal
 from studies.spec import SpecError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -26,11 +33,15 @@ STATE_NAMES = {TrialState.COMPLETE: "done", TrialState.RUNNING: "running", Trial
 
 
 def open_storage(url: str) -> BaseStorage:
-    """An optuna storage URL (``sqlite:///...``, ``postgresql://...``) or a journal file path."""
+    """An optuna storage URL (``sqlite:///...``, ``postgresql://...``) or a journal file path
+    (a damaged one is repaired first, saying so in one line: ``studies.journal``)."""
     if "://" in url:
         return optuna.storages.get_storage(url)
     path = Path(url)
     path.parent.mkdir(parents=True, exist_ok=True)
+    damage = journal.repair(path)
+    if damage:
+        print(damage, file=sys.stderr, flush=True)
     return JournalStorage(JournalFileBackend(str(path)))
 
 
@@ -44,8 +55,11 @@ class Ledger:
     def create(cls, url: str, name: str, direction: str, metric: str) -> Ledger:
         """Open the study's ledger, creating it on first use (launcher side). The metric's name
         labels the objective in optuna-dashboard (otherwise "Objective 0")."""
-        study = optuna.create_study(storage=open_storage(url), study_name=name, direction=direction,
-                                    load_if_exists=True)
+        storage = open_storage(url)
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:  # first use; two launchers creating it at once get the same study
+            study = optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True)
         if study.direction.name.lower() != direction:
             raise SpecError([(f"--storage {url}: study {name!r} was created to {study.direction.name.lower()} "
                               f"its metric, this one would {direction} it; use another --results or --storage")])
@@ -57,8 +71,19 @@ class Ledger:
 
     @classmethod
     def load(cls, url: str, name: str) -> Ledger:
-        """Open an existing ledger (job side: the launcher created it)."""
+        """Open an existing ledger (job side: the launcher created it); ``KeyError`` if the
+        storage holds no study of that name."""
         return cls(optuna.load_study(study_name=name, storage=open_storage(url)))
+
+    @classmethod
+    def read(cls, url: str, name: str) -> Ledger | None:
+        """The ledger if there is one, for commands that only read (``--status``); creates nothing."""
+        if "://" not in url and not Path(url).is_file():  # a journal not written yet
+            return None
+        try:
+            return cls.load(url, name)
+        except KeyError:
+            return None
 
     # -- reading ----------------------------------------------------------------------------------
     def trials(self) -> list[FrozenTrial]:

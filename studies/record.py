@@ -91,7 +91,7 @@ def experiment(study: str, run_id: str, sacred_root: str, config: DINOConfig,
 
 
 def recorded_run(ex: Experiment, *, run_id: str, sacred_root: str, observers: Mapping[str, str], job_id: str,
-                 num_tasks: int, started: float, body: Callable[[Callback], dict[str, float]],
+                 num_tasks: int, started: float, body: Callable[[Callback], dict[str, float | str]],
                  requeueing: Callable[[], bool]) -> dict[str, Any]:
     """Run ``body(callback)`` (the training) as the sacred run ``ex`` (from ``experiment``) and
     return its result with the cost.
@@ -130,7 +130,9 @@ def recorded_run(ex: Experiment, *, run_id: str, sacred_root: str, observers: Ma
             raise
         cost = close("COMPLETED")
         _run.info.update(cost)
-        return {**{k: float(v) for k, v in result.items()}, **cost}
+        # numbers as plain floats (sacred would store numpy and torch scalars as jsonpickle blobs);
+        # words, such as the run's collapse verdict, as they are
+        return {**{k: v if isinstance(v, str) else float(v) for k, v in result.items()}, **cost}
 
     ex.main(main)
     options = {"--id": segment_id, "--capture": "sys", **observers}

@@ -4,6 +4,9 @@ Everything is validated (study file, profile, ``--set``, every run's config, res
 before any folder, ledger or job is created. Then: RUNNING trials whose job died are marked FAIL;
 runs that are done or running are skipped; missing runs (or, with ``--retry-failed``, exactly the
 failed ones, as new attempts that resume from the run folder's checkpoint) are launched.
+Each run is claimed just before it starts (``claims``): the ledger is read again, and a run that
+another launcher on the same study started meanwhile, or whose folder is in training, is left to
+its owner. ``--status``, ``--dry-run`` and ``--list`` write nothing (but repair a damaged journal).
 """
 from __future__ import annotations
 
@@ -24,9 +27,9 @@ from optuna.trial import TrialState
 
 from core.config import parse_value
 from core.profiles import profile_config
-from studies import launch, liveness, plan, slots, spec, status
+from studies import claims, launch, liveness, plan, slots, spec, status
 from studies.job import JobSpec, RunJob
-from studies.autoreport import import_in_background, write_report
+from studies.autoreport import import_in_background, write_report, write_report_if_stale
 from studies.ledger import Ledger
 from studies.record import observer_options
 from studies.spec import Resources, SpecError, Study
@@ -47,10 +50,6 @@ class Context:
     storage: str
     observers: dict[str, str]
     max_parallel: int
-
-    @property
-    def default_storage(self) -> bool:
-        return self.storage == str(self.results / "ledger.journal")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -101,9 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(dry_run(ctx))
         return 0
-    if args.status and ctx.default_storage and not Path(ctx.storage).exists():
-        print(status.table(status.statuses(ctx.runs, {}), ctx.study.metric))  # nothing created yet
-        return 0
+    if args.status:
+        return show_status(ctx)
     try:
         ledger = Ledger.create(ctx.storage, ctx.study.name, ctx.study.direction, ctx.study.metric)
     except SpecError as error:
@@ -113,10 +111,21 @@ def main(argv: list[str] | None = None) -> int:
         if ledger.fail(trial.number, reason):
             print(f"marked failed: {trial.user_attrs.get('label')} (trial {trial.number}): {reason}")
     rows = status.statuses(ctx.runs, ledger.attempts())
-    if args.status:
-        print(status.table(rows, ctx.study.metric))
-        return 0
     return launch_missing(ctx, ledger, rows, args.retry_failed, argv)
+
+
+def show_status(ctx: Context) -> int:
+    """The table from the ledger as it is, writing nothing: a job found dead shows as failed
+    here, and the next launch records that in the ledger."""
+    ledger = Ledger.read(ctx.storage, ctx.study.name)
+    attempts = ledger.attempts() if ledger else {}
+    died = {}
+    for trial, reason in liveness.dead_trials(t for trials in attempts.values() for t in trials):
+        died[trial.number] = reason
+        print(f"marked failed: {trial.user_attrs.get('label')} (trial {trial.number}): {reason} "
+              "(recorded in the ledger by the next launch)")
+    print(status.table(status.statuses(ctx.runs, attempts, died), ctx.study.metric))
+    return 0
 
 
 def launch_missing(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], retry_failed: bool,
@@ -129,6 +138,7 @@ def launch_missing(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], r
         print(f"nothing to submit ({before})")
         if not retry_failed and any(r.state == "failed" for r in rows):
             print("failed runs are rerun with --retry-failed")
+        write_report_if_stale(ctx.study.name, ctx.results, ctx.storage, ledger.trials())
         print(f"results: {ctx.results}")
         return 0
     print(f"{ctx.study.name}: launching {len(todo)} {wanted} run(s) on {ctx.cluster} "
@@ -256,16 +266,15 @@ def submit(ctx: Context, ledger: Ledger, todo: list[status.RunStatus]) -> list[s
             print(f"[{job_spec.label}] FAILED: {error}{log}", flush=True)
 
     if ctx.cluster == "slurm":
-        specs = [prepare() for prepare in preparers]
+        specs = [job_spec for prepare in preparers if (job_spec := prepare())]
         jobs = launch.submit_slurm(ex, specs)
         for job_spec, job in zip(specs, jobs):
             submitted(job_spec, job)
-        print(f"submitted {len(jobs)} run(s): job ids {', '.join(j.job_id for j in jobs)}; logs in {folder}")
+        print(f"submitted {len(jobs)} run(s): job ids {', '.join(j.job_id for j in jobs) or '-'}; logs in {folder}")
     elif ctx.cluster == "local":
         launch.run_local(ex, preparers, ctx.max_parallel, submitted, finished)
     else:
-        for prepare in preparers:
-            job_spec = prepare()
+        for job_spec in filter(None, (prepare() for prepare in preparers)):
             job = ex.submit(RunJob(job_spec))
             submitted(job_spec, job)
             with contextlib.suppress(Exception):  # the job told the ledger; finished() prints it
@@ -275,21 +284,36 @@ def submit(ctx: Context, ledger: Ledger, todo: list[status.RunStatus]) -> list[s
 
 
 def _preparer(ctx: Context, ledger: Ledger, row: status.RunStatus):
-    """A callable creating the run's next attempt in the ledger, returning its job's spec.
-    A retry reuses the run folder of the earlier attempts, so the trainer resumes from it."""
+    """A callable that claims the run, creating its next attempt in the ledger, and returns its
+    job's spec; or None, saying so in one line, when the run is not as ``row`` found it any more
+    (another launcher started it meanwhile) or its folder is in training. A retry reuses the run
+    folder of the earlier attempts, so the trainer resumes from it."""
     run = row.run
-    attempt = 1 + max((t.user_attrs.get("attempt", 0) for t in row.attempts), default=0)
-    run_id = f"{run.key}-a{attempt}"
-    run_dir = row.latest.user_attrs["run_dir"] if row.latest else str(ctx.results / "runs" / run.name)
+    planned = row.latest.number if row.latest else None
     sacred_root = ctx.results / "sacred"
     slot_files = slots.slot_files(ctx.results / "submitit" / "slots", ctx.max_parallel) if ctx.cluster == "local" else ()
 
-    def prepare() -> JobSpec:
-        number = ledger.new_attempt({
-            "run_key": run.key, "run_id": run_id, "attempt": attempt, "label": run.label,
-            "axes": dict(run.axes), "seed": run.seed, "paper": run.paper, "profile": ctx.profile,
-            "cluster": ctx.cluster, "results_dir": str(ctx.results), "run_dir": run_dir,
-            "sacred_dir": str(sacred_root / run_id), **liveness.owner_attrs("launcher", os.getpid())})
+    def prepare() -> JobSpec | None:
+        with claims.launching(ctx.results):
+            attempts = ledger.attempts().get(run.key, [])
+            latest = attempts[-1] if attempts else None
+            if latest is not None and latest.number != planned:
+                owner = latest.user_attrs
+                print(f"[{run.label}] left to its owner: attempt {owner.get('attempt')} was started meanwhile by "
+                      f"launcher pid {owner.get('launcher_pid')} on {owner.get('launcher_host')}", flush=True)
+                return None
+            run_dir = latest.user_attrs["run_dir"] if latest else str(ctx.results / "runs" / run.name)
+            trainer = claims.holder(run_dir)
+            if trainer:
+                print(f"[{run.label}] left to its owner: {run_dir} is being trained by {trainer}", flush=True)
+                return None
+            attempt = 1 + max((t.user_attrs.get("attempt", 0) for t in attempts), default=0)
+            run_id = f"{run.key}-a{attempt}"
+            number = ledger.new_attempt({
+                "run_key": run.key, "run_id": run_id, "attempt": attempt, "label": run.label,
+                "axes": dict(run.axes), "seed": run.seed, "paper": run.paper, "profile": ctx.profile,
+                "cluster": ctx.cluster, "results_dir": str(ctx.results), "run_dir": run_dir,
+                "sacred_dir": str(sacred_root / run_id), **liveness.owner_attrs("launcher", os.getpid())})
         return JobSpec(study=ctx.study.name, storage=ctx.storage, trial=number, run_id=run_id, label=run.label,
                        metric=ctx.study.metric, config=run.config.to_dict(), run_dir=run_dir,
                        sacred_root=str(sacred_root), observers=ctx.observers,
@@ -310,7 +334,11 @@ def write_plan(ctx: Context) -> None:
         "runs": [{"key": r.key, "label": r.label, "axes": dict(r.axes), "seed": r.seed, "paper": r.paper,
                   "name": r.name} for r in ctx.runs],
     }
-    (ctx.results / "study.json").write_text(json.dumps(plan_data, indent=2))
+    # through a rename: another launcher of the study, or a report being built, may read it now
+    path = ctx.results / "study.json"
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(plan_data, indent=2))
+    os.replace(tmp, path)
 
 
 def _changes(changes: dict[str, tuple[Any, Any]]) -> str:

@@ -10,10 +10,10 @@ and a killed run frees its slot at once.
 """
 from __future__ import annotations
 
-import fcntl
-import os
 import time
 from pathlib import Path
+
+from studies.claims import try_lock
 
 POLL_S = 0.02
 
@@ -29,10 +29,7 @@ def acquire(files: tuple[str, ...]) -> int:
     Path(files[0]).parent.mkdir(parents=True, exist_ok=True)
     while True:
         for path in files:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = try_lock(path)
+            if fd is not None:
                 return fd
-            except BlockingIOError:
-                os.close(fd)
         time.sleep(POLL_S)

@@ -22,17 +22,16 @@ import tomllib
 from core.config import field_names, unknown_key_message
 from core.profiles import PROFILES
 
-METRICS = {"knn_top1": "maximize", "knn_top5": "maximize", "loss": "minimize"}
+METRICS = {"knn_top1": "maximize", "knn_top5": "maximize", "student_knn_top1": "maximize",
+           "student_knn_top5": "maximize", "loss": "minimize"}
 RESOURCES_FILE = "_resources.toml"
 
 _TOP_KEYS = ("description", "reference", "profile", "metric", "seeds", "set", "axes", "profiles")
 _AXIS_KEYS = ("name", "key", "values", "paper", "profiles")
 _PROFILE_KEYS = ("set", "resources")
 _RESOURCE_TYPES: dict[str, tuple[type, ...]] = {
-    "nodes": (int,), "gpus_per_node": (int,), "cpus_per_task": (int,), "mem_gb": (int, float),
-    "time_min": (int,), "partition": (str,), "array_parallelism": (int,), "signal_delay_s": (int,),
-    "max_timeouts": (int,),
-}
+    "nodes": (int,), "gpus_per_node": (int,), "cpus_per_task": (int,), "mem_gb": (int, float), "time_min": (int,),
+    "partition": (str,), "array_parallelism": (int,), "signal_delay_s": (int,), "max_timeouts": (int,)}
 _TYPE_WORDS = {(int,): "write a whole number", (int, float): "write a number", (str,): "write a string in quotes"}
 _RESOURCE_MINIMUM = {"gpus_per_node": 0, "signal_delay_s": 0, "max_timeouts": 0}
 

@@ -47,7 +47,7 @@ def test_job_array_on_local_slurm(slurm_partition, write_study, tmp_path, capsys
     subprocess.run(["scancel", "--signal=USR2", preempted.user_attrs["job_id"]], check=True)
 
     def settled():
-        main(argv + ["--status"])
+        main(argv)  # a rerun records the jobs it finds dead (--status only shows them), submits nothing
         return all(t.state != TrialState.RUNNING for t in trials(results, "array"))
 
     wait_for(settled, 300, "every job to end")
