@@ -32,7 +32,10 @@ def init_distributed() -> DistEnv:
     """Join the process group described by the environment, or run as a single process.
 
     torchrun's RANK/WORLD_SIZE/LOCAL_RANK come first; otherwise SLURM's SLURM_PROCID/SLURM_NTASKS/
-    SLURM_LOCALID (one task per GPU under ``srun``), with the first node of the job as master.
+    SLURM_LOCALID (the tasks of ``srun``: a study's multi-task job, or a hand-written script), with
+    the first node of the job as master and a port derived from the job id, so that every task
+    computes the same rendezvous without talking and a requeued job (same id) meets there again.
+    MASTER_ADDR and MASTER_PORT already set win (a study's ``setup`` lines may export them).
     """
     env = os.environ
     if "RANK" in env and "WORLD_SIZE" in env:

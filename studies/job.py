@@ -5,8 +5,11 @@
 checkpoint in the run folder, never pickled state. The job reports its own outcome to the ledger
 (COMPLETE with the study's metric, or FAIL with the error), so the ledger is right even after the
 launcher has exited; while it is being requeued it reports nothing and the trial stays RUNNING.
-On several tasks (DDP: one per GPU) only rank 0 records and reports; every rank trains.
-Rank 0 holds the run folder (``claims.training``) while it trains, so no other process trains it.
+On several tasks (DDP: one per GPU, or ``tasks_per_node`` gloo processes on CPU) only rank 0
+records and reports; every rank trains, and ``core.distributed`` finds the others from SLURM's
+variables. Rank 0 holds the run folder (``claims.training``) while it trains, so no other process
+trains it. Only rank 0 answers the requeue signal (submitit's rule); the other ranks stop when it
+leaves, so their logs may end with gloo's "Connection closed by peer" before the job starts again.
 """
 from __future__ import annotations
 

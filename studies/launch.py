@@ -11,6 +11,8 @@ Locally, submitit's controller signals a job (USR2) 30 s before ``time_min`` wha
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shlex
@@ -23,10 +25,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import submitit
+from submitit.core.utils import FailedJobError
 from submitit.slurm import slurm as submitit_slurm
 
 from studies.job import JobSpec, RunJob
-from studies.spec import Resources
+from studies.ledger import Ledger
+from studies.resources import Resources
 
 CLUSTERS = ("local", "slurm", "debug")
 POLL_S = 0.5
@@ -43,18 +47,33 @@ def default_parallelism(resources: Resources) -> int:
 
 
 def slurm_parameters(resources: Resources, name: str) -> dict[str, Any]:
-    """sbatch settings, in the names of submitit's sbatch generator. One task per GPU (DDP)."""
-    params: dict[str, Any] = {
-        "job_name": name, "time": resources.time_min, "nodes": resources.nodes,
-        "ntasks_per_node": max(1, resources.gpus_per_node), "cpus_per_task": resources.cpus_per_task,
-        "mem": submitit_slurm._convert_mem(resources.mem_gb), "signal_delay_s": resources.signal_delay_s,
-        "array_parallelism": resources.array_parallelism,
+    """sbatch settings, in the names of submitit's sbatch generator: ``nodes`` x ``tasks`` tasks
+    (one per GPU by default) make one DDP run, every knob of ``Resources`` passed through."""
+    r = resources
+    optional = {
+        "gpus_per_node": r.gpus_per_node if not r.gres_requests_gpus else 0,
+        "partition": r.partition, "account": r.account, "qos": r.qos, "constraint": r.constraint,
+        "gres": r.gres, "exclusive": r.exclusive, "additional_parameters": dict(r.sbatch),
+        "setup": [*_rendezvous_note(r), *r.setup],
+        # a rank that stops (an error, a refused attempt on rank 0) must not leave the others
+        # waiting in a collective until torch's 30-minute timeout
+        "srun_args": [*(["--kill-on-bad-exit=1"] if r.world_size > 1 else []), *r.srun_args],
     }
-    if resources.gpus_per_node:
-        params["gpus_per_node"] = resources.gpus_per_node
-    if resources.partition:
-        params["partition"] = resources.partition
-    return params
+    return {"job_name": name, "time": r.time_min, "nodes": r.nodes, "ntasks_per_node": r.tasks,
+            "cpus_per_task": r.cpus_per_task, "mem": submitit_slurm._convert_mem(r.mem_gb),
+            "signal_delay_s": r.signal_delay_s, "array_parallelism": r.array_parallelism,
+            **{key: value for key, value in optional.items() if value}}  # unset: not in the script
+
+
+def _rendezvous_note(r: Resources) -> list[str]:
+    """Comment lines for the script of a multi-process run, where a reader looks for them: how
+    its processes find each other (``core.distributed.init_distributed``)."""
+    if r.world_size == 1:
+        return []
+    return [f"# one DDP run of {r.nodes} node(s) x {r.tasks} task(s); core.distributed reads SLURM_PROCID, "
+            "SLURM_NTASKS, SLURM_LOCALID",
+            "# rendezvous: MASTER_ADDR = the first node of $SLURM_JOB_NODELIST,",
+            "#             MASTER_PORT = 20000 + $SLURM_JOB_ID % 20000 (export either in setup to choose it)"]
 
 
 def executor(cluster: str, folder: Path, resources: Resources, name: str) -> submitit.AutoExecutor:
@@ -62,7 +81,7 @@ def executor(cluster: str, folder: Path, resources: Resources, name: str) -> sub
     ex = submitit.AutoExecutor(folder=folder / "%j", cluster=cluster, **kwargs)
     if cluster == "slurm":
         ex.update_parameters(**{f"slurm_{k}": v for k, v in slurm_parameters(resources, name).items()})
-    elif cluster == "local":  # one process on at most one GPU: core's DDP reads torchrun or SLURM
+    elif cluster == "local":  # one process on at most one GPU (nodes and tasks_per_node are SLURM's)
         ex.update_parameters(timeout_min=resources.time_min, name=name, tasks_per_node=1,
                              gpus_per_node=min(1, resources.gpus_per_node))
     return ex
@@ -95,14 +114,45 @@ def chunks(items: Sequence[Any], size: int | None) -> list[Sequence[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+class SubmitError(RuntimeError):
+    """sbatch refused a job array. The message is sbatch's own, on one line; ``jobs`` are the
+    arrays' jobs submitted before it (a study split at MaxArraySize), in the order of the specs."""
+
+    def __init__(self, message: str, jobs: list[submitit.Job]):
+        super().__init__(message)
+        self.jobs = jobs
+
+
 def submit_slurm(ex: submitit.AutoExecutor, specs: list[JobSpec]) -> list[submitit.Job]:
-    """One job array per MaxArraySize runs; returns the jobs in the order of ``specs``."""
+    """One job array per MaxArraySize runs; returns the jobs in the order of ``specs``.
+
+    When sbatch refuses an array, the attempts of the runs it did not take are withdrawn from
+    the ledger before ``SubmitError`` is raised: those runs never started, so they stay missing
+    (a plain rerun submits them once the cause is fixed), not failed."""
     jobs: list[submitit.Job] = []
     for chunk in chunks(specs, max_array_size()):
-        with ex.batch():
-            batch = [ex.submit(RunJob(spec)) for spec in chunk]
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's error before raising it
+                with ex.batch():
+                    batch = [ex.submit(RunJob(spec)) for spec in chunk]
+        except FailedJobError as error:
+            message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+            _withdraw(specs[len(jobs):], f"not submitted: {message}")
+            raise SubmitError(message, jobs) from error
         jobs.extend(batch)
     return jobs
+
+
+def _withdraw(specs: Sequence[JobSpec], reason: str) -> None:
+    """Take back the attempts of runs that were never submitted. Optuna cannot delete a trial; one
+    without a run key belongs to no run (``Ledger.attempts``, the reports), and FAIL with the
+    reason keeps the refusal on record for the dashboard."""
+    if not specs:
+        return
+    ledger = Ledger.load(specs[0].storage, specs[0].study)
+    for spec in specs:
+        ledger.set_attrs(spec.trial, {"run_key": None})
+        ledger.fail(spec.trial, reason)
 
 
 def run_local(ex: submitit.AutoExecutor, prepare: Sequence[Callable[[], JobSpec | None]], max_parallel: int,

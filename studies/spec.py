@@ -7,7 +7,6 @@ name a setting the trainer does not have. Building each expanded run's config is
 """
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import json
 import math
@@ -21,6 +20,8 @@ import tomllib
 
 from core.config import field_names, unknown_key_message
 from core.profiles import PROFILES
+from core.typed import flatten
+from studies.resources import KEYS as RESOURCE_KEYS, Resources, update as update_resources
 
 METRICS = {"knn_top1": "maximize", "knn_top5": "maximize", "student_knn_top1": "maximize",
            "student_knn_top5": "maximize", "loss": "minimize"}
@@ -29,11 +30,6 @@ RESOURCES_FILE = "_resources.toml"
 _TOP_KEYS = ("description", "reference", "profile", "metric", "seeds", "set", "axes", "profiles")
 _AXIS_KEYS = ("name", "key", "values", "paper", "profiles")
 _PROFILE_KEYS = ("set", "resources")
-_RESOURCE_TYPES: dict[str, tuple[type, ...]] = {
-    "nodes": (int,), "gpus_per_node": (int,), "cpus_per_task": (int,), "mem_gb": (int, float), "time_min": (int,),
-    "partition": (str,), "array_parallelism": (int,), "signal_delay_s": (int,), "max_timeouts": (int,)}
-_TYPE_WORDS = {(int,): "write a whole number", (int, float): "write a number", (str,): "write a string in quotes"}
-_RESOURCE_MINIMUM = {"gpus_per_node": 0, "signal_delay_s": 0, "max_timeouts": 0}
 
 
 class SpecError(ValueError):
@@ -72,21 +68,6 @@ class Axis:
             for value in values:
                 found.update(value.overrides)
         return found
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one run asks the scheduler for (per profile)."""
-
-    nodes: int = 1
-    gpus_per_node: int = 0
-    cpus_per_task: int = 2
-    mem_gb: float = 8
-    time_min: int = 60
-    partition: str | None = None
-    array_parallelism: int = 4
-    signal_delay_s: int = 60
-    max_timeouts: int = 3
 
 
 @dataclass(frozen=True)
@@ -164,25 +145,11 @@ def value_label(value: Any) -> str:
     return str(value)
 
 
-def flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested TOML tables to dotted keys: {"loss": {"centering": false}} -> {"loss.centering": false}."""
-    flat: dict[str, Any] = {}
-    for key, value in table.items():
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
 def _load_default_resources() -> dict[str, Resources]:
     path = study_dir() / RESOURCES_FILE
     check = _Checker(path)
-    raw = check.read_toml(path) or {}
-    found = {}
-    for profile, table in raw.items():
-        if check.profile_name(profile, profile):
-            found[profile] = check.resources(table, profile, Resources())
+    found = {profile: check.resources(table, profile, Resources())
+             for profile, table in (check.read_toml(path) or {}).items() if check.profile_name(profile, profile)}
     if check.errors:
         raise SpecError(check.errors)
     return found
@@ -411,23 +378,10 @@ class _Checker:
     def resources(self, raw: Any, where: str, base: Resources) -> Resources:
         if not self.table(raw, where):
             return base
-        self.known_keys(raw, tuple(_RESOURCE_TYPES), f"{where}.")
-        values = {}
-        for key, value in raw.items():
-            if key not in _RESOURCE_TYPES:
-                continue
-            types = _RESOURCE_TYPES[key]
-            if not self.typed(value, types, f"{where}.{key}", _TYPE_WORDS[types]):
-                continue
-            minimum = _RESOURCE_MINIMUM.get(key, 1)
-            if not isinstance(value, str) and value < minimum:
-                self.error(f"{where}.{key}", f"{value} is too small; use at least {minimum}")
-                continue
-            values[key] = value
-        merged = dataclasses.replace(base, **values)
-        if merged.signal_delay_s >= merged.time_min * 60:
-            self.error(f"{where}.signal_delay_s", f"{merged.signal_delay_s} s is not shorter than time_min = "
-                                                  f"{merged.time_min} min; lower it")
+        self.known_keys(raw, RESOURCE_KEYS, f"{where}.")
+        merged, problems = update_resources(base, {k: v for k, v in raw.items() if k in RESOURCE_KEYS})
+        for key, message in problems:
+            self.error(f"{where}.{key}", message)
         return merged
 
     def conflicts(self, axes: tuple[Axis, ...], overrides: dict[str, Any],

@@ -1,8 +1,10 @@
 """A study submitted as a real job array to the single-node SLURM of ../shared/slurm: results reach
 the ledger and the run folders after the launcher has exited; a cancelled job is found dead through
-sacct; a preempted job (USR2) checkpoints, is requeued by SLURM and resumes."""
+sacct; a preempted job (USR2) checkpoints, is requeued by SLURM and resumes; a submission sbatch
+refuses leaves its runs missing."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -10,6 +12,9 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
+from studies import launch, plan, spec, status
+from studies.job import JobSpec
+from studies.ledger import Ledger
 from studies.run import main
 from tests.test_studies_local import (
     SLOW_EPOCHS,
@@ -74,3 +79,28 @@ def test_job_array_on_local_slurm(slurm_partition, write_study, tmp_path, capsys
 
     wait_for(lambda: sacct().count("COMPLETED") == 3, 60, "SLURM to record three completed tasks")
     assert json.loads((results / "study.json").read_text())["cluster"] == "slurm"
+
+
+def test_refused_submission_is_one_line_and_its_runs_stay_missing(slurm_partition, write_study, tmp_path, capsys):
+    path = write_study("refused", axes=[{"name": "m", "key": "loss.center_momentum", "values": [0.9, 0.99]}])
+    study = spec.load(str(path))
+    runs = plan.expand(study, "tiny")
+    results = tmp_path / "results"
+    storage = str(results / "ledger.journal")
+    ledger = Ledger.create(storage, study.name, study.direction, study.metric)
+    specs = [JobSpec(study=study.name, storage=storage, trial=ledger.new_attempt({"run_key": run.key, "attempt": 1}),
+                     run_id=f"{run.key}-a1", label=run.label, metric=study.metric, config=run.config.to_dict(),
+                     run_dir=str(results / "runs" / run.name), sacred_root=str(results / "sacred"), observers={},
+                     threads=1) for run in runs]
+    assert [r.state for r in status.statuses(runs, ledger.attempts())] == ["running", "running"]
+    refused = dataclasses.replace(study.resources("tiny"), partition="no_such_partition")
+    ex = launch.executor("slurm", results / "submitit", refused, study.name)
+    with pytest.raises(launch.SubmitError) as error:
+        launch.submit_slurm(ex, specs)
+    message = str(error.value)  # sbatch's own words, once, on one line
+    assert message.startswith("sbatch: error: ") and "no_such_partition" in message and "\n" not in message
+    assert error.value.jobs == [] and capsys.readouterr().err == ""
+    ledger = Ledger.load(storage, study.name)
+    assert [r.state for r in status.statuses(runs, ledger.attempts())] == ["missing", "missing"]
+    assert all(t.state == TrialState.FAIL and t.user_attrs["error"] == f"not submitted: {message}"
+               for t in ledger.trials())  # on record for the dashboard, attempts of no run

@@ -76,6 +76,43 @@ def test_dry_run_sbatch_asks_for_the_profile_resources(capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def dry_run_script(write_study, tmp_path, capsys, resources) -> str:
+    """The sbatch script of a dry run of a one-axis micro study with these tiny resources."""
+    path = write_study("knobs", axes=[M_AXIS], resources=resources)
+    code, out, err = run_cli([path, "--dry-run", "--cluster", "slurm", "--results", tmp_path / "r"], capsys)
+    assert code == 0, err
+    assert not (tmp_path / "r").exists()
+    return out[out.index("#!/bin/bash"):]
+
+
+def test_dry_run_sbatch_carries_every_cluster_knob(write_study, tmp_path, capsys):
+    script = dry_run_script(write_study, tmp_path, capsys, {
+        "account": "proj", "qos": "high", "constraint": "a100&ib", "exclusive": True,
+        "sbatch": {"mail-type": "END", "requeue": True}, "setup": ["module load cuda/12.1", "conda activate dino"],
+        "srun_args": ["--cpu-bind=none"]})
+    for line in ("--account=proj", "--qos=high", "--constraint='a100&ib'", "--exclusive", "--mail-type=END",
+                 "--requeue", "--ntasks-per-node=1", "--nodes=1"):
+        assert f"#SBATCH {line}\n" in script, line
+    assert "\n# setup\nmodule load cuda/12.1\nconda activate dino\n" in script
+    srun = next(line for line in script.splitlines() if line.startswith("srun "))
+    assert srun.index("--cpu-bind=none") < srun.index("submitit.core._submit") and "--kill-on-bad-exit" not in srun
+    assert "--gpus-per-node" not in script and "rendezvous" not in script  # one CPU process: no DDP
+
+
+def test_dry_run_of_a_multi_node_run_shows_its_ddp_layout_and_rendezvous(write_study, tmp_path, capsys):
+    script = dry_run_script(write_study, tmp_path, capsys, {"nodes": 2, "gpus_per_node": 8})
+    for line in ("--nodes=2", "--ntasks-per-node=8", "--gpus-per-node=8"):
+        assert f"#SBATCH {line}\n" in script, line
+    assert "# one DDP run of 2 node(s) x 8 task(s)" in script
+    assert "MASTER_ADDR = the first node of $SLURM_JOB_NODELIST" in script
+    assert "MASTER_PORT = 20000 + $SLURM_JOB_ID % 20000" in script
+    assert "srun --unbuffered" in script and "--kill-on-bad-exit=1" in script
+    gres = dry_run_script(write_study, tmp_path, capsys, {"nodes": 2, "gpus_per_node": 8, "gres": "gpu:a100:8"})
+    assert "#SBATCH --gres=gpu:a100:8\n" in gres and "--gpus-per-node" not in gres  # GPUs asked for once
+    cpu = dry_run_script(write_study, tmp_path, capsys, {"tasks_per_node": 2, "cpus_per_task": 1})
+    assert "#SBATCH --ntasks-per-node=2\n" in cpu and "x 2 task(s)" in cpu
+
+
 def test_set_seeds_and_data_reach_every_run(tmp_path):
     study = spec.load("centering_momentum")
     runs = plan.expand(study, "tiny", {"epochs": 2, "data.path": str(tmp_path)}, seeds=(0, 1))
@@ -121,6 +158,16 @@ BAD_STUDIES = [
      ["profiles.tiny.resources.time_min: has the wrong type", "write a whole number"]),
     ("resources value", {"profiles": {"tiny": {"resources": {"nodes": 0}}}},
      ["profiles.tiny.resources.nodes: 0 is too small"]),
+    ("resources list", {"profiles": {"tiny": {"resources": {"setup": "module load cuda"}}}},
+     ["profiles.tiny.resources.setup: has the wrong type", "write a list of strings"]),
+    ("tasks and GPUs", {"profiles": {"tiny": {"resources": {"gpus_per_node": 8, "tasks_per_node": 4}}}},
+     ["profiles.tiny.resources.tasks_per_node: 4 tasks for 8 GPUs per node", "one DDP task per GPU"]),
+    ("gres and GPUs", {"profiles": {"tiny": {"resources": {"gpus_per_node": 8, "gres": "gpu:4"}}}},
+     ["profiles.tiny.resources.gres: 'gpu:4' asks for 4 GPU(s) per node but gpus_per_node = 8"]),
+    ("sbatch twice", {"profiles": {"tiny": {"resources": {"sbatch": {"account": "proj"}}}}},
+     ["profiles.tiny.resources.sbatch.account: --account comes from the key account; set that instead"]),
+    ("sbatch logs", {"profiles": {"tiny": {"resources": {"sbatch": {"output": "x.log"}}}}},
+     ["profiles.tiny.resources.sbatch.output: --output is set by submitit"]),
     ("invalid run config", {"axes": [{**M_AXIS, "values": [0.9, 1.0]}]},
      ["run 'm=1' on profile tiny:", "loss.center_momentum=1.0 must be in [0, 1)"]),
     ("same config twice", {"axes": [{"name": "v", "values": [{"label": "a", "set": {}}, {"label": "b", "set": {}}]}]},
