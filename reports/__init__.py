@@ -5,12 +5,15 @@
 any time, also while runs are still going; ``reports.build.build_report(name, results_dir)`` is
 what the studies engine calls when a study finishes. Modules, each with one job:
 
-* ``load``: results folder -> pandas (a runs frame, one row per attempt; a long metrics frame)
-* ``stats``: mean, std and the 95 % t-interval of a few seeds (exact t quantile, no scipy)
-* ``collapse``: the collapse rule (final KL and h(P_t) / ln K)
-* ``verdict``: agreement with the paper per row (direction, collapse)
+* ``load``: results folder -> pandas (a runs frame, one row per attempt; a long metrics frame);
+  each run's collapse verdict as it recorded it (``core.collapse`` for runs that did not)
+* ``labels``: what each setting ran ("4 (paper: 5)"), and a grid's panels
+* ``stats``: mean, std and the 95 % t-interval of a few seeds and of a difference (no scipy)
+* ``noise``: the seed noise measured per profile, for one-seed studies
+* ``references``: the same k-NN on a random network and on raw pixels, measured once and kept
+* ``verdict``: agreement with the paper per row (direction once resolved, collapse)
 * ``tables``: the study's table and the combined one, as numbers, for reading and in LaTeX
-* ``plots``: k-NN per setting, h(P_t) and KL over training, every run's curves (PNG + SVG)
+* ``plots``: k-NN per setting, entropies and KL over training, every run's curves (PNG + SVG)
 * ``provenance``: what was run (profile, data, seeds, code, software, dates, cost)
 * ``page`` and ``document``: the page's content, rendered as Markdown and self-contained HTML
 * ``fmt``: how numbers read

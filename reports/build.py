@@ -10,6 +10,8 @@ results (``runs/<study>/`` by default, like ``python -m studies.run``)::
       table.csv, table.tex, table.md   the study's table as numbers, for a paper, for pasting
       plots/{knn,entropy_kl,runs}.{png,svg}
       data/{runs,metrics}.{csv,parquet}   with --export: the frames, for one's own analysis
+    <results>/baselines/<digest>.json     the reference k-NN numbers, measured by the first build
+                                          that needs them (``reports.references``; --no-baselines: not)
 
 A report is made of whatever is recorded: runs that failed at start (no metric at all), failed
 or were killed part-way, were requeued, or are still going; a study whose every run failed gets a
@@ -24,8 +26,8 @@ build none, 2 when there is nothing to report on (no results folder, no ledger) 
 are wrong. ``--publish DIR`` (with ``--all``) also writes a copy meant for version control:
 ``DIR/summary.md`` and ``DIR/<study>/`` with the Markdown pages, tables and PNG plots, but no
 HTML (its images are embedded, so it would store every figure twice), no SVG (dense curves make
-them several times the PNG's size) and no links into run folders (those stay on the machine that
-ran the study).
+them several times the PNG's size), no links into run folders (those stay on the machine that
+ran the study) and no machine's paths or host names.
 
 A study's report is written into a hidden sibling folder and renamed into place once complete
 (swapped with the previous one in one step on Linux), so a build killed part-way (a launcher
@@ -48,25 +50,28 @@ import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from reports import document, page, plots, tables
 from core.collapse import CollapseRule
+from reports import document, page, plots, tables
 from reports.fmt import tex
-from reports.load import EXPORT_FORMATS, PLAN_FILE, ReportError, StudyResults, curves, default_results, export, \
-    load_study
+from reports.load import EXPORT_FORMATS, PLAN_FILE, ReportError, StudyResults, default_results, export, load_study
+from reports.noise import SEED_NOISE
+from reports.plots import knn, runs, training
 from studies import spec
 
 REPORT_DIR = "report"
 
 
 def build_report(study_name: str, results_dir: str | Path | None = None, *, storage: str | None = None,
-                 rule: CollapseRule = CollapseRule(), export_format: str | None = None) -> Path:
+                 rule: CollapseRule = CollapseRule(), export_format: str | None = None, baselines: bool = True,
+                 options: plots.Options = plots.Options()) -> Path:
     """Build (or rebuild) one study's report and return the path of its ``report.html``.
 
     ``results_dir`` defaults to ``runs/<study_name>``; ``storage`` to the ledger the results
-    folder holds. Raises ``ReportError`` (one line: what is missing and what to run) when there
-    is nothing to report on.
+    folder holds; ``baselines``: measure the reference k-NN numbers not cached yet. Raises
+    ``ReportError`` (one line: what is missing and what to run) when there is nothing to report on.
     """
-    return write_report(_load(study_name, results_dir, storage, rule), rule, export_format)
+    results = _load(study_name, results_dir, storage, rule)
+    return write_report(page.contents(results, baselines), rule, export_format, options=options)
 
 
 def _load(study_name: str, results_dir: str | Path | None, storage: str | None, rule: CollapseRule) -> StudyResults:
@@ -76,37 +81,43 @@ def _load(study_name: str, results_dir: str | Path | None, storage: str | None, 
     return results
 
 
-def write_report(results: StudyResults, rule: CollapseRule, export_format: str | None = None,
-                 folder: Path | None = None, portable: bool = False) -> Path:
+def write_report(report: page.Contents, rule: CollapseRule, export_format: str | None = None,
+                 folder: Path | None = None, portable: bool = False, options: plots.Options = plots.Options()) -> Path:
     """Write the report into ``folder`` (default ``<results>/report``), replacing what is there
     only once the new one is complete; returns its page: ``report.html``, or ``report.md`` for a
-    ``portable`` copy (Markdown and PNG only)."""
-    folder = Path(folder or results.results_dir / REPORT_DIR).absolute()
+    ``portable`` copy (Markdown and PNG only, no machine's paths)."""
+    folder = Path(folder or report.results.results_dir / REPORT_DIR).absolute()
     with _staged(folder) as staging:
-        name = _write_files(results, rule, export_format, staging, portable)
+        name = _write_files(report, rule, export_format, staging, portable, options)
     return folder / name
 
 
-def _write_files(results: StudyResults, rule: CollapseRule, export_format: str | None, folder: Path,
-                 portable: bool) -> str:
+def _write_files(report: page.Contents, rule: CollapseRule, export_format: str | None, folder: Path,
+                 portable: bool, options: plots.Options) -> str:
     """Every file of the report, in ``folder``; the name of its page. Links are relative to
     ``folder``, which is why it must be a sibling of the report's final place."""
-    table = tables.summary(results)
+    results, table = report.results, report.table
     header, rows = tables.display(results, table)
+    notes = [document.Paragraph([" ".join(report.notes)])] if report.notes else []
     files = {"table.csv": folder / "table.csv", "table.tex": folder / "table.tex", "table.md": folder / "table.md"}
     _write(files["table.csv"], table.to_csv(index=False))
-    _write(files["table.tex"], tables.latex(results, table))
-    _write(files["table.md"], document.markdown([document.Table(header, rows)], folder))
+    _write(files["table.tex"], tables.latex(results, table, report.notes))
+    _write(files["table.md"], document.markdown([document.Table(header, rows), *notes], folder))
     if export_format:
         files.update({path.name: path for path in export(results, folder / "data", export_format)})
-    run_curves = curves(results)
+    noise = SEED_NOISE.get(results.plan["profile"])
+    formats = ("png",) if portable else ("png", "svg")
     with plots.style():
-        figures = {"knn": plots.knn_figure(results, table),
-                   "entropy_kl": plots.entropy_kl_figure(results, run_curves, rule),
-                   "runs": plots.runs_figure(results, run_curves)}
-        formats = ("png",) if portable else ("png", "svg")
-        saved = {stem: plots.save(fig, folder / "plots", stem, formats) for stem, fig in figures.items()}
-    blocks = page.study_page(results, table, saved, files, folder, rule)
+        drawn = {"knn": (knn.knn_figure(results, table, report.references, noise),
+                         knn.caption(results, table, report.references, noise)),
+                 "entropy_kl": (training.entropy_kl_figure(results, report.curves, rule, options),
+                                training.caption(results, rule, options)),
+                 "runs": (runs.runs_figure(results, report.curves), runs.caption(report.curves))}
+        figures = []
+        for stem, (fig, caption) in drawn.items():
+            paths = plots.save(fig, folder / "plots", stem, formats)
+            figures.append(document.Figure(paths["png"], page.TITLES[stem], caption, paths.get("svg")))
+    blocks = page.study_page(report, figures, files, folder, rule, portable)
     _write(folder / "report.md", document.markdown(blocks, folder))
     if portable:
         return "report.md"
@@ -184,7 +195,8 @@ def _alive(pid: int) -> bool:
 
 
 def build_all(runs_root: str | Path = "runs", *, rule: CollapseRule = CollapseRule(), export_format: str | None = None,
-              publish: str | Path | None = None) -> tuple[Path, dict[str, Path], list[str]]:
+              publish: str | Path | None = None, baselines: bool = True,
+              options: plots.Options = plots.Options()) -> tuple[Path, dict[str, Path], list[str]]:
     """Every study's report under ``runs_root`` and the combined page (and their copy for
     version control in ``publish``); returns the combined page's path, the reports built and one
     line per study skipped because its report could not be built."""
@@ -200,18 +212,18 @@ def build_all(runs_root: str | Path = "runs", *, rule: CollapseRule = CollapseRu
             studies.append((name, None, None))
             continue
         try:
-            results = load_study(root / name, rule=rule)
-            table = tables.summary(results)
-            html = write_report(results, rule, export_format)
+            report = page.contents(load_study(root / name, rule=rule), baselines)
+            html = write_report(report, rule, export_format, options=options)
             if publish:
-                published[name] = write_report(results, rule, folder=Path(publish).absolute() / name, portable=True)
+                published[name] = write_report(report, rule, folder=Path(publish).absolute() / name, portable=True,
+                                               options=options)
         except Exception as error:  # whatever one study's records hold, the other studies get their reports
             why = str(error) if isinstance(error, ReportError) else f"{type(error).__name__}: {error}"
             skipped[name] = why.splitlines()[0]  # one line per study, however long the error
             studies.append((name, None, None))
             continue
         reports[name] = html
-        studies.append((name, results, table))
+        studies.append((name, report.results, report.table))
     frame = tables.combined(studies, skipped)
     if publish:
         write_summary(Path(publish).absolute(), frame, published, portable=True)
@@ -257,7 +269,13 @@ def parser() -> argparse.ArgumentParser:
                    "to DIR for version control, e.g. docs/results")
     p.add_argument("--export", choices=EXPORT_FORMATS, help="also write the runs and metrics frames to report/data/")
     p.add_argument("--collapse-kl", type=float, default=CollapseRule.kl_max, metavar="NATS",
-                   help=f"final KL below which a run counts as collapsed (default {CollapseRule.kl_max:g})")
+                   help=f"final KL below which a run counts as collapsed (default {CollapseRule.kl_max:g}; another "
+                   "value recomputes every run's verdict instead of reading the one it recorded)")
+    p.add_argument("--smooth", type=int, default=0, metavar="N", help="draw the training curves as a rolling mean "
+                   "over N logged iterations (the caption says so)")
+    p.add_argument("--per-seed", action="store_true", help="draw each seed's training curves, not their mean and range")
+    p.add_argument("--no-baselines", action="store_true", help="measure no reference k-NN (random network, raw "
+                   "pixels) not cached yet; cached ones are still shown")
     return p
 
 
@@ -271,11 +289,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().error("--results and --storage name one study's folder; with --all use --runs")
     if args.collapse_kl <= 0:
         parser().error("--collapse-kl must be positive")
+    if args.smooth < 0:
+        parser().error("--smooth must be 0 (no smoothing) or a number of logged iterations")
     rule = CollapseRule(kl_max=args.collapse_kl)
+    options = plots.Options(args.smooth, args.per_seed)
+    baselines = not args.no_baselines
     if args.all:
         try:
             summary, reports, skipped = build_all(args.runs, rule=rule, export_format=args.export,
-                                                  publish=args.publish)
+                                                  publish=args.publish, baselines=baselines, options=options)
         except ReportError as error:
             print(error, file=sys.stderr)
             return 2
@@ -286,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = Path(args.study).stem if args.study.endswith(".toml") else args.study
     try:
         results = _load(name, args.results, args.storage, rule)
-        html = write_report(results, rule, args.export)
+        html = write_report(page.contents(results, baselines), rule, args.export, options=options)
     except ReportError as error:
         print(error, file=sys.stderr)
         return 2

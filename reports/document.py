@@ -76,7 +76,10 @@ class Table:
 
 @dataclass(frozen=True)
 class Figure:
+    """An image with a short ``title`` (its alternative text) and the ``caption`` under it."""
+
     png: Path
+    title: str
     caption: str
     svg: Path | None = None
 
@@ -106,7 +109,7 @@ def markdown(blocks: Sequence[Block], folder: Path) -> str:
             out.append("\n".join(lines))
         elif isinstance(block, Figure):
             svg = f" ([SVG]({relative(block.svg, folder)}))" if block.svg else ""
-            out.append(f"![{_md_text(block.caption)}]({relative(block.png, folder)})\n\n"
+            out.append(f"![{_md_text(block.title)}]({relative(block.png, folder)})\n\n"
                        f"*{_md_text(block.caption)}*{svg}")
     return "\n\n".join(out) + "\n"
 
@@ -152,6 +155,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .badge { display: inline-block; padding: 0 .5em; border-radius: 9px; font-size: .85em; white-space: nowrap; }
 .badge.matches { background: #d7f0dd; color: #16612d; } .badge.collapsed { background: #dbe8fb; color: #1a4d99; }
 .badge.differs { background: #fde0d9; color: #9c2a12; } .badge.other { background: #eee; color: #555; }
+.badge.unresolved { background: #fff1cc; color: #7a5600; }
 figure { margin: 1.2em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; font-size: .92em; }
 """
@@ -180,7 +184,7 @@ def to_html(blocks: Sequence[Block], title: str, folder: Path) -> str:
         elif isinstance(block, Figure):
             data = base64.b64encode(block.png.read_bytes()).decode("ascii")
             svg = f' (<a href="{html.escape(relative(block.svg, folder))}">SVG</a>)' if block.svg else ""
-            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.caption)}">'
+            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.title)}">'
                         f"<figcaption>{html.escape(block.caption)}{svg}</figcaption></figure>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"

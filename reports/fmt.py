@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 DASH = "—"  # no value: a single seed has no interval, a pending row no mean
 UNITS = {"gpu_hours": "GPU-h", "cpu_hours": "CPU-h"}
@@ -23,6 +23,16 @@ def hours(value: float) -> str:
     if not math.isfinite(value):
         return DASH
     return f"{value:,.1f}" if value >= 100 else f"{value:.3g}"
+
+
+def joined(names: Sequence[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def commit(sha: str) -> str:
+    """A git commit as every page names it: its first 7 hex digits, as ``git log --oneline``."""
+    return str(sha)[:7]
 
 
 def tex(text: str) -> str:

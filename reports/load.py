@@ -32,7 +32,8 @@ from studies.spec import flatten
 
 PLAN_FILE = "study.json"
 JOURNAL_FILE = "ledger.journal"
-FINAL = ("knn_top1", "knn_top5", "student_knn_top1", "student_knn_top5", "loss", "target_entropy", "kl")
+FINAL = ("knn_top1", "knn_top5", "student_knn_top1", "student_knn_top5", "loss", "target_entropy", "kl",
+         "student_entropy")
 COST = ("wall_seconds", "gpu_hours", "cpu_hours")
 # Fixed, so that a frame of runs that logged nothing has the same dtypes as one of runs that did.
 METRIC_DTYPES = {"run_key": "str", "run_id": "str", "attempt": "int64", "kind": "str", "metric": "str",
@@ -40,12 +41,14 @@ METRIC_DTYPES = {"run_key": "str", "run_id": "str", "attempt": "int64", "kind": 
 METRIC_COLUMNS = list(METRIC_DTYPES)
 EXPORT_FORMATS = ("csv", "parquet")
 # Where a final number was logged while training (for attempts that did not complete). Runs
-# recorded before the trainer measured the student's k-NN have no student_* numbers: NaN.
+# recorded before the trainer measured the student's k-NN or entropy have no student_* numbers: NaN.
 _LOGGED_AS = {"knn_top1": ("knn", "top1"), "knn_top5": ("knn", "top5"),
               "student_knn_top1": ("knn", "student_top1"), "student_knn_top5": ("knn", "student_top5"),
-              "loss": ("epoch", "loss"), "target_entropy": ("epoch", "target_entropy"), "kl": ("epoch", "kl")}
+              "loss": ("epoch", "loss"), "target_entropy": ("epoch", "target_entropy"), "kl": ("epoch", "kl"),
+              "student_entropy": ("epoch", "student_entropy")}
 
-_RUN_DTYPES = {**dict.fromkeys(("planned", "latest", "superseded", "counted", "collapsed", "cost_recorded"), "bool"),
+_RUN_DTYPES = {**dict.fromkeys(("planned", "latest", "superseded", "counted", "collapsed", "collapse_recorded",
+                                 "cost_recorded"), "bool"),
                **dict.fromkeys((*FINAL, *COST, "ln_k"), "float64"),
                **dict.fromkeys(("trial", "attempt", "epochs_done"), "int64")}
 
@@ -65,7 +68,9 @@ class StudyResults:
     ``knn_top5`` of the teacher, ``student_knn_top1``, ``student_knn_top5``: NaN for runs recorded
     before the student was measured, ``loss``, ``target_entropy``, ``kl``: final, or the last
     logged while not done;
-    ``out_dim``, ``ln_k``, ``collapse`` mode and ``collapsed``; ``epochs_done`` of ``epochs``);
+    ``student_entropy`` h(P_s) (NaN before the trainer measured it); ``out_dim``, ``ln_k``,
+    ``collapse`` mode and ``collapsed``, ``collapse_recorded``: the run's own verdict, rather than
+    one computed here; ``epochs_done`` of ``epochs``);
     cost (``wall_seconds``, ``gpu_hours``, ``cpu_hours``, ``cost_recorded``); provenance
     (``start``, ``stop`` in UTC, ``host``, ``job_id``, ``git_commit``, ``git_dirty``,
     ``software``, ``devices``, ``error``, ``paper``, ``sacred_dir``, ``run_dir``); and
@@ -267,6 +272,10 @@ def _no_metrics() -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in METRIC_DTYPES.items()})
 
 
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
 def _last(metrics: pd.DataFrame, kind: str, metric: str) -> float:
     values = metrics[(metrics["kind"] == kind) & (metrics["metric"] == metric)].sort_values("step")["value"]
     return float(values.iloc[-1]) if len(values) else math.nan
@@ -277,9 +286,9 @@ def _columns(plan: dict[str, Any]) -> list[str]:
     return (["study", "run_key", "run_id", "trial", "attempt", "label", "setting"]
             + [f"axis.{a['name']}" for a in plan["axes"]]
             + ["seed", "state", "planned", "latest", "superseded", "counted", *FINAL, "out_dim", "ln_k",
-               "collapse", "collapsed", "epochs_done", "epochs", *COST, "cost_recorded", "start", "stop",
-               "host", "job_id", "git_commit", "git_dirty", "software", "devices", "error", "paper", "sacred_dir",
-               "run_dir"])
+               "collapse", "collapsed", "collapse_recorded", "epochs_done", "epochs", *COST, "cost_recorded",
+               "start", "stop", "host", "job_id", "git_commit", "git_dirty", "software", "devices", "error", "paper",
+               "sacred_dir", "run_dir"])
 
 
 def _attempt_row(plan: dict[str, Any], trial: FrozenTrial, record: dict[str, Any], metrics: pd.DataFrame,
@@ -287,14 +296,17 @@ def _attempt_row(plan: dict[str, Any], trial: FrozenTrial, record: dict[str, Any
     attrs = trial.user_attrs
     state = STATE_NAMES.get(trial.state, trial.state.name.lower())
     completed = state == "done"
-    final = {name: float(attrs[name]) if completed and attrs.get(name) is not None else math.nan
-             for name in FINAL}
+    info, run = record["info"] or {}, record["run"] or {}
+    result = (run.get("result") or {}) if completed else {}
+    recorded = {**result, **attrs} if completed else {}  # the ledger's first, then sacred's result
+    final = {name: _number(recorded.get(name)) for name in FINAL}
     for name, (kind, metric) in _LOGGED_AS.items():
         if math.isnan(final[name]):  # not completed: the last value the attempt logged
             final[name] = _last(metrics, kind, metric)
     out_dim = int(config.get("head.out_dim", 0))
-    collapse = rule.classify(final["target_entropy"], final["kl"], out_dim)
-    info, run = record["info"] or {}, record["run"] or {}
+    # the run's own verdict where it recorded one (with the rule it was recorded under), else this rule's
+    own = recorded.get("collapse") if rule == CollapseRule() else None
+    collapse = own if isinstance(own, str) else rule.classify(final["target_entropy"], final["kl"], out_dim)
     cost_source = info if all(k in info for k in COST) else attrs
     cost = {k: float(cost_source[k]) if cost_source.get(k) is not None else math.nan for k in COST}
     epoch_steps = metrics.loc[metrics["kind"] == "epoch", "step"]
@@ -309,7 +321,7 @@ def _attempt_row(plan: dict[str, Any], trial: FrozenTrial, record: dict[str, Any
         "seed": attrs.get("seed"), "state": state, "planned": planned, "latest": latest, "superseded": not latest,
         "counted": planned and latest and completed and math.isfinite(final["knn_top1"]),
         **final, "out_dim": out_dim or None, "ln_k": math.log(out_dim) if out_dim > 1 else math.nan,
-        "collapse": collapse, "collapsed": is_collapsed(collapse),
+        "collapse": collapse, "collapsed": is_collapsed(collapse), "collapse_recorded": isinstance(own, str),
         "epochs_done": int(epoch_steps.max()) if len(epoch_steps) else 0, "epochs": config.get("epochs"),
         **cost, "cost_recorded": all(math.isfinite(v) for v in cost.values()),
         "start": start, "stop": stop, "host": run.get("host", {}).get("hostname"), "job_id": attrs.get("job_id"),

@@ -6,31 +6,45 @@ the paper? what do the curves show? which run is which? and how were marks and v
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import pandas as pd
 
 from core import collapse
-from reports import fmt, provenance, tables, verdict
 from core.collapse import CollapseRule
+from reports import fmt, labels, provenance, references, tables, verdict
 from reports.document import (Badge, Block, Bullets, Code, Figure, Heading, Link, Notice, Paragraph, Strong, Table,
                               relative)
-from reports.load import StudyResults, default_results
-from reports.stats import CONFIDENCE
+from reports.load import StudyResults, curves, default_results
+from reports.noise import SEED_NOISE
+from reports.references import References
+from reports.stats import CONFIDENCE, t_quantile
 from studies import spec
 
-BADGES = {verdict.MATCHES: "matches", verdict.COLLAPSED_AS_PAPER: "collapsed", verdict.DIFFERS: "differs",
-          verdict.PENDING: "other", verdict.NO_COMPARISON: "other"}
-CAPTIONS = {
-    "knn": "k-NN top-1 per setting: this study's mean over seeds with its 95 % t-interval (each seed a dot) "
-           "and the paper's number as a second series; collapsed settings are marked.",
-    "entropy_kl": "Target entropy h(P_t) and KL(P_t || P_s) over training, one line per setting (mean over seeds, "
-                  "band: range over seeds), as in the paper's Fig. 7: collapse drives KL to 0, with h(P_t) going "
-                  "to 0 (one dimension) or to ln K (uniform).",
-    "runs": "Every run: the training loss (left axis, per logged iteration) and the k-NN top-1 accuracy at each "
-            "evaluation (right axis); settings down, seeds across.",
-}
+BADGES = {verdict.AGREES: "matches", verdict.COLLAPSED_AS_PAPER: "collapsed", verdict.DIFFERS: "differs",
+          verdict.NOT_RESOLVED: "unresolved", verdict.PENDING: "other", verdict.NO_COMPARISON: "other"}
+TITLES = {"knn": "k-NN top-1 per setting", "entropy_kl": "Entropies and KL over training", "runs": "Every run"}
+
+
+@dataclass(frozen=True)
+class Contents:
+    """What a study's report shows, computed once per build and written as often as asked (the
+    report beside the results, its published copy)."""
+
+    results: StudyResults
+    references: References
+    table: pd.DataFrame
+    notes: list[str]  # the table's notes: references, the best setting and its ties
+    curves: pd.DataFrame
+
+
+def contents(results: StudyResults, measure: bool = True) -> Contents:
+    """The report's numbers; ``measure``: measure the baselines not yet cached (``reports.references``)."""
+    found = references.references(results, compute=measure)
+    table = tables.summary(results, found)
+    return Contents(results, found, table, tables.table_notes(table, found), curves(results))
 
 
 def progress_line(results: StudyResults) -> str:
@@ -42,72 +56,108 @@ def progress_line(results: StudyResults) -> str:
     return f"incomplete: {p['done']} of {p['total']} runs done ({rest})"
 
 
-def progress_notice(results: StudyResults) -> Notice:
+def progress_notice(results: StudyResults, portable: bool = False) -> Notice:
     """The progress line, boxed; an incomplete study says how to rebuild and how to retry."""
     p = results.progress()
     if p["done"] == p["total"]:
         return Notice([progress_line(results)], "ok")
     where = "" if results.results_dir == default_results(results.name).absolute() else \
-        f" --results {results.results_dir}"
+        f" --results {'DIR' if portable else results.results_dir}"
     use = ("every run failed, so the tables have no k-NN numbers; the Runs section has each error"
            if p["failed"] == p["total"] else "the tables use the finished runs")
     parts: list = [f"{progress_line(results)}; {use}. Rebuild with ",
                    Code(f"python -m reports.build {results.name}{where}")]
     if p["failed"]:
+        study = _study_argument(results)
         parts += ["; rerun the failed ones with ",
-                  Code(f"python -m studies.run {_study_argument(results)}{where} --retry-failed")]
+                  Code(f"python -m studies.run {provenance.scrub(study, results.results_dir) if portable else study}"
+                       f"{where} --retry-failed")]
     return Notice(parts, "warning")
 
 
-def study_page(results: StudyResults, table: pd.DataFrame, figures: Mapping[str, Mapping[str, Path]],
-               files: Mapping[str, Path], folder: Path, rule: CollapseRule) -> list[Block]:
+def study_page(report: Contents, figures: Sequence[Figure], files: Mapping[str, Path], folder: Path,
+               rule: CollapseRule, portable: bool = False) -> list[Block]:
+    """The page of one study; a ``portable`` one (published, kept in git) names no machine."""
+    results, table = report.results, report.table
     axis = " × ".join(a["name"] for a in results.axes)
     header, rows = tables.display(results, table)
-    status_column = header.index("verdict")
-    cells = [[Badge(cell, BADGES[cell]) if i == status_column and cell in BADGES else cell
-              for i, cell in enumerate(row)] for row in rows]
+    status = header.index("verdict")
+    cells = [[_badge(table.iloc[i]) if j == status and i < len(table) else cell for j, cell in enumerate(row)]
+             for i, row in enumerate(rows)]
+    source = "the study's ledger and sacred records" if portable else str(results.results_dir)
     return [
         Heading(f"{results.name}: DINO ablation report", 1),
         Paragraph([results.plan.get("description", "")]),
-        progress_notice(results),
-        Paragraph([f"Built {_now()} from {results.results_dir}."]),
+        progress_notice(results, portable),
+        Paragraph([f"Built {_now()} from {source}."]),
         Heading("What was run"),
-        Table(["", ""], [[Strong(name), value] for name, value in provenance.facts(results)]),
+        Table(["", ""], [[Strong(name), value] for name, value in provenance.facts(results, portable)]),
         Heading(f"k-NN accuracy per {axis}"),
         Table(header, cells),
+        *([Paragraph([" ".join(report.notes)])] if report.notes else []),
         Paragraph(["Also as ", *_links(files, folder), "."]),
         Heading("Verdicts"),
-        Bullets([[Strong(row["setting"]), " ", Badge(row["verdict_status"], BADGES[row["verdict_status"]]),
-                  f" {row['verdict']}"] for _, row in table.iterrows()]),
+        Bullets([[Strong(row["label"]), " ", _badge(row), f": {row['verdict']}"] for _, row in table.iterrows()]),
         Heading("Plots"),
-        *[Figure(paths["png"], CAPTIONS[stem], paths.get("svg")) for stem, paths in figures.items()],
+        *figures,
         Heading("Runs"),
         Paragraph(["Every attempt in the ledger. Only the latest attempt of a planned run counts in the tables; "
                    "earlier (superseded) and failed attempts count in the cost."]),
-        runs_table(results, folder),
+        runs_table(results, folder, portable),
         Heading("How this report decides"),
-        Bullets([[f"n: the finished seeds of a setting (of those planned); mean, sample standard deviation and a "
-                  f"{CONFIDENCE:.0%} interval from Student's t with n - 1 degrees of freedom; one seed shows no "
-                  "spread and no interval."],
-                 ["k-NN: the teacher's, as in the paper; the student's, where the trainer measured it too, gets "
-                  "the same statistics over the seeds that have it (\"k of n\" when not all do)."],
-                 [f"Collapse: {rule.describe()}. A setting is marked when its seeds collapsed; \"in k of n\" when "
-                  "only some did."],
-                 ["Verdict: a row is judged on the paper's direction and on collapse, not on absolute accuracy: "
-                  f"the paper's best non-collapsing setting is the reference (on a grid, per combination of the axes "
-                  f"without paper numbers); differences under {verdict.TIE:g} "
-                  "points in the paper, or under the larger of that and the rows' combined 95 % half-widths here, "
-                  "count as level; a paper number <= "
-                  f"{verdict.PAPER_COLLAPSE_MAX:g} means the paper's run collapsed, as does turning off centering "
-                  "(one dimension) or sharpening (uniform)."],
-                 ["Δ paper is shown only for profiles at the paper's scale ("
-                  + ", ".join(verdict.PAPER_SCALE_PROFILES) + ")."],
-                 ["Cost: GPU-hours = GPUs x wall hours (CPU-hours likewise), summed over requeue segments, for "
-                  "every attempt including failed and superseded ones."]]),
+        Bullets(_decisions(results, rule, portable)),
     ]
 
 
-def runs_table(results: StudyResults, folder: Path) -> Table:
+def _decisions(results: StudyResults, rule: CollapseRule, portable: bool) -> list[list]:
+    """The rules behind the marks and verdicts, each said once."""
+    profile = results.plan["profile"]
+    own = results.runs["collapse_recorded"]
+    return [
+        [f"n: the finished seeds of a setting (of those planned); mean, sample standard deviation and a "
+         f"{CONFIDENCE:.0%} interval from Student's t with n - 1 degrees of freedom; one seed shows no spread and "
+         "no interval."],
+        ["Settings are named by what ran, the paper's value in brackets where the profile maps it to another."],
+        ["k-NN: the teacher's, as in the paper; the student's, where the trainer measured it too, gets the same "
+         "statistics over the seeds that have it (\"k of n\" when not all do). References: the same k-NN, seed 0, "
+         "on a randomly initialised network of the runs' shape and on raw pixels, measured once per distinct data, "
+         "k-NN, backbone and precision, and kept "
+         + ("beside the results." if portable else f"in {results.results_dir / references.CACHE_DIR}.")],
+        [f"Collapse: each run's own verdict where it recorded one ({int(own.sum())} of {len(own)} attempts), "
+         f"else computed here by the same rule: {rule.describe()}. A setting is marked when its seeds collapsed; "
+         "\"in k of n\" when only some did."],
+        ["Verdict: a row is judged on the paper's direction and on collapse, not on absolute accuracy. The paper's "
+         "best non-collapsing setting is the reference (on a grid, per combination of the axes without paper "
+         "numbers). A difference to it here has a 95 % interval: Welch's t-interval where both settings have two "
+         "seeds or more, else the seed noise of the profile. A row agrees or differs only when that interval "
+         f"excludes 0 (for settings the paper has within {verdict.TIE:g} points, agrees when it lies within "
+         f"± {verdict.TIE:g}); otherwise it is not resolved at its seeds, with the seeds per setting that would "
+         "resolve it, from the interval's width t(2n - 2) s sqrt(2 / n) at n seeds. A paper number <= "
+         f"{verdict.PAPER_COLLAPSE_MAX:g} means the paper's run collapsed, as does turning off centering (one "
+         "dimension) or sharpening (uniform)."],
+        _noise_sentence(profile),
+        ["Δ paper is shown only for profiles at the paper's scale (" + ", ".join(verdict.PAPER_SCALE_PROFILES) + ")."],
+        ["Cost: GPU-hours = GPUs x wall hours (CPU-hours likewise), summed over requeue segments, for every attempt "
+         "including failed and superseded ones."],
+    ]
+
+
+def _noise_sentence(profile: str) -> list:
+    noise = SEED_NOISE.get(profile)
+    if noise is None:
+        return [f"Seed noise: none is recorded for profile {profile} (reports/noise.py), so a difference between "
+                "one-seed settings is never resolved."]
+    half = t_quantile(CONFIDENCE, noise.df) * noise.std * 2 ** 0.5
+    return [f"Seed noise of {profile}: k-NN top-1 std {noise.std:g} points over {noise.seeds} seeds, measured with ",
+            Code(noise.command), f"; two one-seed settings must differ by more than {half:.2f} points to be "
+            "resolved."]
+
+
+def _badge(row: pd.Series) -> Badge:
+    return Badge(verdict.badge(row["verdict_status"], row["verdict_seeds"]), BADGES[row["verdict_status"]])
+
+
+def runs_table(results: StudyResults, folder: Path, portable: bool = False) -> Table:
     order = {setting: i for i, setting in enumerate(results.settings)}
     runs = results.runs.assign(_order=results.runs["setting"].map(order).astype(float)).sort_values(
         ["_order", "seed", "attempt"], na_position="last")
@@ -118,13 +168,23 @@ def runs_table(results: StudyResults, folder: Path) -> Table:
             ("not in the current plan (an earlier launch of this study)", not r["planned"]),
             ("superseded by a later attempt", r["superseded"]),
             (str(r["error"]), not pd.isna(r["error"]))) if applies)
-        rows.append([r["label"], str(r["attempt"]), r["state"], f"{r['epochs_done']}/{_count(r['epochs'])}",
+        note = provenance.scrub(note, results.results_dir) if portable else note
+        rows.append([_run_label(results, r), str(r["attempt"]), r["state"], f"{r['epochs_done']}/{_count(r['epochs'])}",
                      fmt.number(r["knn_top1"]), fmt.number(r["knn_top5"]), fmt.number(r["target_entropy"], 3),
                      fmt.number(r["kl"], 3), collapse.mark(r["collapse"]), fmt.number(r["wall_seconds"] / 60, 1),
                      fmt.hours(r[unit]), "" if pd.isna(r["start"]) else r["start"].strftime("%Y-%m-%d %H:%M"),
                      note, _run_link(str(r["run_id"]), Path(r["sacred_dir"]), folder, results.results_dir)])
     return Table(["run", "attempt", "state", "epochs", "top-1", "top-5", "h(P_t)", "KL", "collapse", "wall (min)",
                   fmt.UNITS[unit], "started (UTC)", "note", "sacred run"], rows)
+
+
+def _run_label(results: StudyResults, run: pd.Series) -> str:
+    """"epochs=14 (paper: 300) seed=0": the ledger's label with what ran; as the ledger has it for
+    an attempt of an earlier plan, whose setting this plan may not have."""
+    if run["setting"] not in results.points:
+        return run["label"]
+    named = " ".join(f"{a['name']}={labels.value(results, run['setting'], a['name'])}" for a in results.axes)
+    return f"{named} seed={run['seed']}"
 
 
 def _run_link(run_id: str, sacred_dir: Path, folder: Path, results_dir: Path):
@@ -141,11 +201,25 @@ def summary_page(frame: pd.DataFrame, reports: Mapping[str, Path], folder: Path,
     cells = [[Link(row[0], relative(reports[row[0]], folder)) if row[0] in reports else row[0], *row[1:]]
              for row in rows]
     return [Heading("DINO ablations: all studies", 1),
-            Paragraph([f"Built {_now()}. One row per study: its best setting here and in the paper, how many of its "
-                       "rows agree with the paper (direction or collapse; pending rows and rows without a paper "
-                       "number are not judged), what collapsed, and what it cost."]),
+            Paragraph([f"Built {_now()}. One row per study: its best setting here (never a collapsed one, with the "
+                       "settings its seeds cannot tell from it) and in the paper, how many of its rows agree with the "
+                       "paper (direction or collapse, once the seeds resolve it; pending rows and rows without a "
+                       "paper number are not judged), what collapsed, and what it cost."]),
+            *_code_version(frame),
             Table(header, cells),
             Paragraph(["Also as ", *_links(files, folder), ". Each study's own report has the details."])]
+
+
+def _code_version(frame: pd.DataFrame) -> list[Paragraph]:
+    """The commit the studies' runs were made at, named once if they share it."""
+    built = frame[frame["commit"].fillna("") != ""]
+    commits = list(dict.fromkeys(built["commit"]))
+    if not commits:
+        return []
+    if len(commits) == 1:
+        return [Paragraph([f"Code: every study here ran at commit {commits[0]}."])]
+    return [Paragraph(["Code: the studies ran at different commits: "
+                       + "; ".join(f"{r['study']} at {r['commit']}" for _, r in built.iterrows()) + "."])]
 
 
 def _links(files: Mapping[str, Path], folder: Path) -> list:

@@ -1,7 +1,8 @@
-"""Mean, spread and the 95 % t-interval of a handful of seeds, without scipy.
+"""Mean, spread and the 95 % t-interval of a handful of seeds, and of a difference of two
+settings' means, without scipy.
 
 Studies run few seeds (1 to 5), where the normal 1.96 would understate the uncertainty badly; the
-interval uses Student's t quantile. It is computed exactly here (the closed-form CDF of the t
+intervals use Student's t quantile. It is computed exactly here (the closed-form CDF of the t
 distribution for integer degrees of freedom, Abramowitz & Stegun 26.7.3/26.7.4, inverted by
 bisection) so that reports need no scipy for one number.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Iterable
+
+from reports.noise import NoiseFigure
 
 CONFIDENCE = 0.95
 
@@ -80,3 +83,50 @@ def summarize(values: Iterable[float], confidence: float = CONFIDENCE) -> Summar
     std = math.sqrt(math.fsum((x - mean) ** 2 for x in data) / (n - 1))
     half = t_quantile(confidence, n - 1) * std / math.sqrt(n)
     return Summary(n, mean, std, mean - half, mean + half)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """The difference of two settings' means with the half-width of its 95 % interval.
+
+    ``seeds`` is the fewer of the two settings' seeds, ``std`` the spread of one run the interval
+    assumes, so that the seeds it would take to resolve the difference can be estimated."""
+
+    value: float
+    half_width: float  # NaN: nothing to weigh the difference against (one seed, no noise figure)
+    seeds: int
+    std: float
+
+    @property
+    def resolved(self) -> bool:
+        """The interval excludes 0."""
+        return math.isfinite(self.half_width) and abs(self.value) > self.half_width
+
+    def seeds_for(self, margin: float, limit: int = 100) -> int | None:
+        """The seeds per setting at which the half-width falls below ``margin``, the width
+        shrinking as t(2n - 2) std sqrt(2 / n) for n seeds per setting; None beyond ``limit``."""
+        if not (margin > 0 and math.isfinite(self.std)):
+            return None
+        for n in range(2, limit + 1):
+            if t_quantile(CONFIDENCE, 2 * n - 2) * self.std * math.sqrt(2 / n) < margin:
+                return n
+        return None
+
+
+def difference(a: Summary, b: Summary, noise: NoiseFigure | None) -> Difference:
+    """``a.mean - b.mean``: with two seeds or more on each side, Welch's t-interval (its degrees of
+    freedom rounded down, the cautious way); with one seed on either side, the interval the
+    profile's seed noise gives two means of that many runs; NaN half-width without either."""
+    value, seeds = a.mean - b.mean, min(a.n, b.n)
+    if a.n >= 2 and b.n >= 2:
+        va, vb = a.std ** 2 / a.n, b.std ** 2 / b.n
+        se = math.sqrt(va + vb)
+        std = math.sqrt((a.std ** 2 + b.std ** 2) / 2)
+        if se == 0:
+            return Difference(value, 0.0, seeds, std)
+        df = max(1, math.floor((va + vb) ** 2 / (va ** 2 / (a.n - 1) + vb ** 2 / (b.n - 1))))
+        return Difference(value, t_quantile(CONFIDENCE, df) * se, seeds, std)
+    if noise is None:
+        return Difference(value, math.nan, seeds, math.nan)
+    half = t_quantile(CONFIDENCE, noise.df) * noise.std * math.sqrt(1 / a.n + 1 / b.n)
+    return Difference(value, half, seeds, noise.std)

@@ -8,7 +8,8 @@ k-NN result. Failed and superseded attempts (and attempts of an older plan) are 
 statistics but every attempt's cost is in the cost columns, because it was spent.
 The student's k-NN gets the teacher's statistics, over the counted runs that measured it (runs
 recorded before the trainer measured it have none); tables for reading leave its columns out
-while no run of the study has it.
+while no run of the study has it. Settings are named by what ran (``reports.labels``), and the
+references (``reports.references``) go with the table as its notes.
 """
 from __future__ import annotations
 
@@ -19,10 +20,14 @@ from typing import Any, Collection, Sequence
 import pandas as pd
 
 from core import collapse as collapse_marks
-from reports.fmt import DASH, UNITS, hours, interval, number, tex
+from reports import labels
+from reports.fmt import DASH, UNITS, commit, hours, interval, joined, number, tex
 from reports.load import StudyResults
+from reports.noise import SEED_NOISE
+from reports.references import References, notes
 from reports.stats import Summary, summarize
-from reports.verdict import Row, expected_collapse, judge, paper_scale
+from reports.verdict import AGREES, COLLAPSED_AS_PAPER, JUDGED, NOT_RESOLVED, Row, badge, best_here, \
+    expected_collapse, judge, paper_scale
 from studies.spec import value_label
 
 
@@ -35,11 +40,13 @@ def cost_unit(results: StudyResults) -> str:
     return "gpu_hours" if results.runs["gpu_hours"].fillna(0).sum() > 0 else "cpu_hours"
 
 
-def summary(results: StudyResults) -> pd.DataFrame:
+def summary(results: StudyResults, references: References | None = None) -> pd.DataFrame:
     """One row per setting in declared order; see the module docstring for which runs count."""
     runs = results.runs
     planned = runs[runs["planned"]]
     counted = planned[planned["counted"]]
+    names = labels.labels(results)
+    found = references.by_setting if references else {}
     records, verdict_rows = [], []
     for setting in results.settings:
         mine = counted[counted["setting"] == setting]
@@ -50,28 +57,50 @@ def summary(results: StudyResults) -> pd.DataFrame:
         collapsed = sum(modes.values())
         mode = modes.most_common(1)[0][0] if modes else collapse_marks.NONE
         paper = results.paper.get(setting)
-        config = _config_of(results, setting)
+        config = labels.config_of(results, setting)
         point = results.points[setting]
-        row = Row(setting, top1.n, top1.mean, top1.half_width, paper, collapsed * 2 > top1.n, mode,
-                  expected_collapse(paper, config), _mean(mine["kl"]),
+        row = Row(names[setting], top1, paper, collapsed, mode, expected_collapse(paper, config), _mean(mine["kl"]),
                   group=tuple(point[a["name"]] for a in results.axes if not a["paper"]))
         verdict_rows.append(row)
+        reference = found.get(setting)
         records.append({
-            "setting": setting, "used": _used(results, config, point), "n": top1.n,
+            "setting": setting, "label": names[setting], "used": _used(results, config, point), "n": top1.n,
             "planned": results.planned(setting),
             **_accuracy("", top1, mine["knn_top5"]),
             "student_n": student.n, **_accuracy("student_", student, mine["student_knn_top5"]),
             "paper": math.nan if paper is None else paper,
             "paper_diff": top1.mean - paper if paper is not None and paper_scale(results.plan["profile"]) else math.nan,
-            "entropy_mean": _mean(mine["target_entropy"]), "kl_mean": row.kl, "ln_k": _mean(mine["ln_k"]),
+            "random_init_top1": reference.top1("random_init") if reference else math.nan,
+            "raw_pixels_top1": reference.top1("raw_pixels") if reference else math.nan,
+            "entropy_mean": _mean(mine["target_entropy"]), "student_entropy_mean": _mean(mine["student_entropy"]),
+            "kl_mean": row.kl, "ln_k": _mean(mine["ln_k"]),
             "collapsed_runs": collapsed, "collapse": _collapse_text(mode, collapsed, top1.n),
             "expected_collapse": row.expected, "attempts": len(attempts),
             "failed_attempts": int((attempts["state"] == "failed").sum()),
             "gpu_hours": attempts["gpu_hours"].sum(min_count=1), "cpu_hours": attempts["cpu_hours"].sum(min_count=1),
         })
     frame = pd.DataFrame(records)
-    verdicts = judge(verdict_rows)
-    return frame.assign(verdict_status=[v.status for v in verdicts], verdict=[v.text for v in verdicts])
+    noise = SEED_NOISE.get(results.plan["profile"])
+    verdicts = judge(verdict_rows, noise)
+    best, ties = best_here(verdict_rows, noise)
+    return frame.assign(verdict_status=[v.status for v in verdicts], verdict=[v.text for v in verdicts],
+                        verdict_seeds=[v.seeds for v in verdicts],
+                        best_here=[r is best for r in verdict_rows],
+                        tied_with_best=[any(r is t for t in ties) for r in verdict_rows])
+
+
+def table_notes(table: pd.DataFrame, references: References | None) -> list[str]:
+    """What the table's numbers are read against, in sentences: the references, and the best
+    setting here with the settings its seeds cannot tell from it."""
+    names = dict(zip(table["setting"], table["label"]))
+    sentences = notes(references, names) if references else []
+    best = table[table["best_here"]]
+    if len(best):
+        ties = list(table.loc[table["tied_with_best"], "label"])
+        sentences.append(f"Best here: {best['label'].iloc[0]}" + (f", level within noise with {joined(ties)}" if ties
+                                                                   else ", resolved above every other setting")
+                         + " (settings with a collapsed seed are not ranked).")
+    return sentences
 
 
 def totals(results: StudyResults) -> dict[str, float]:
@@ -88,8 +117,7 @@ def display(results: StudyResults, table: pd.DataFrame) -> tuple[list[str], list
     unit = cost_unit(results)
     axis = " × ".join(a["name"] for a in results.axes)
     columns: list[tuple[str, Any]] = [
-        (axis, lambda r: r["setting"]),
-        ("runs used", lambda r: r["used"]),
+        (axis, lambda r: r["label"]),
         ("n", lambda r: f"{r['n']}/{r['planned']}"),
         ("k-NN top-1 (%)", lambda r: number(r["top1_mean"])),
         ("std", lambda r: number(r["top1_std"])),
@@ -101,21 +129,22 @@ def display(results: StudyResults, table: pd.DataFrame) -> tuple[list[str], list
         ("paper", lambda r: number(r["paper"], 1)),
         ("Δ paper", lambda r: number(r["paper_diff"], signed=True)),
         ("h(P_t)", lambda r: number(r["entropy_mean"], 3)),
+        ("h(P_s)", lambda r: number(r["student_entropy_mean"], 3)),
         ("KL", lambda r: number(r["kl_mean"], 3)),
         ("collapse", lambda r: r["collapse"]),
         (UNITS[unit], lambda r: hours(r[unit])),
-        ("verdict", lambda r: r["verdict_status"]),
+        ("verdict", lambda r: badge(r["verdict_status"], r["verdict_seeds"])),
     ]
     rows = [[str(cell(r)) for _, cell in columns] for _, r in table.iterrows()]
     header = [name for name, _ in columns]
     total = totals(results)
     rows.append([f"all ({total['attempts']} attempts)"] + [""] * (len(header) - 3) + [hours(total[unit]), ""])
-    return _drop_empty(header, rows, ("runs used", "paper", "Δ paper", STUDENT_TOP1, STUDENT_CI))
+    return _drop_empty(header, rows, ("paper", "Δ paper", STUDENT_TOP1, STUDENT_CI, "h(P_s)"))
 
 
-def latex(results: StudyResults, table: pd.DataFrame) -> str:
+def latex(results: StudyResults, table: pd.DataFrame, sentences: Sequence[str] = ()) -> str:
     """A booktabs table for a paper: setting, n, top-1 ± std, 95 % CI, top-5, the student's top-1
-    ± std and 95 % CI (where measured), paper, collapse."""
+    ± std and 95 % CI (where measured), paper, collapse; ``sentences`` end its caption."""
     show_paper = bool(table["paper"].notna().any())
     show_diff = bool(table["paper_diff"].notna().any())
     show_student = bool(table["student_n"].gt(0).any())
@@ -125,12 +154,12 @@ def latex(results: StudyResults, table: pd.DataFrame) -> str:
     header += ["paper"] * show_paper + [r"$\Delta$"] * show_diff + ["collapse"]
     rows = []
     for _, r in table.iterrows():
-        cells = [tex(r["setting"]), str(r["n"]), *_mean_and_interval(r, ""), tex(number(r["top5_mean"]))]
+        cells = [tex(r["label"]), str(r["n"]), *_mean_and_interval(r, ""), tex(number(r["top5_mean"]))]
         cells += _mean_and_interval(r, "student_") if show_student else []
         cells += [tex(number(r["paper"], 1))] * show_paper + [tex(number(r["paper_diff"], signed=True))] * show_diff
         rows.append(cells + [tex(r["collapse"])])
-    caption = (f"{results.name}: k-NN accuracy per {axis} (profile {results.plan['profile']}; mean over seeds, "
-               f"95 % t-interval). Paper: {results.plan.get('reference') or 'none'}.")
+    caption = " ".join([f"{results.name}: k-NN accuracy per {axis} (profile {results.plan['profile']}; mean over "
+                        f"seeds, 95 % t-interval). Paper: {results.plan.get('reference') or 'none'}.", *sentences])
     return tabular(header, rows, "l" + "r" * (len(header) - 2) + "l", tex(caption), results.name)
 
 
@@ -146,26 +175,26 @@ def tabular(header: Sequence[str], rows: Sequence[Sequence[str]], align: str, ca
 
 def combined(studies: Sequence[tuple[str, StudyResults | None, pd.DataFrame | None]],
              skipped: Collection[str] = ()) -> pd.DataFrame:
-    """One headline row per study, like the paper's appendix: its best setting here and in the
-    paper (with the student's k-NN there), how many rows agree with the paper, what collapsed,
-    what it cost. A study without results (``None``) gets a "not run" row, or "not built" if it is
-    among ``skipped`` (it has results, but no report could be built from them)."""
+    """One headline row per study, like the paper's appendix: its best setting here (never a
+    collapsed one, with those its seeds cannot tell from it) and in the paper (with the student's
+    k-NN there), how many rows agree with the paper and how many are not resolved, what collapsed,
+    the code commit, what it cost. A study without results (``None``) gets a "not run" row, or
+    "not built" if it is among ``skipped`` (it has results, but no report could be built from them)."""
     records = []
     for name, results, table in studies:
         if results is None or table is None:
             records.append({"study": name, "profile": None, "runs": NOT_BUILT if name in skipped else NOT_RUN})
             continue
         progress = results.progress()
-        done = table[table["n"] > 0]
-        best = done.loc[done["top1_mean"].idxmax()] if len(done) else None
+        best = table[table["best_here"]].iloc[0] if table["best_here"].any() else None
         papered = table[table["paper"].notna() & (table["expected_collapse"] == "none")]
         paper_best = papered.loc[papered["paper"].idxmax()] if len(papered) else None
-        judged = table[~table["verdict_status"].isin(["pending", "no comparison"])]
-        agree = judged["verdict_status"].isin(["matches", "collapsed as in the paper"]).sum()
+        status = table["verdict_status"]
         unit = cost_unit(results)
         records.append({
             "study": name, "profile": results.plan["profile"], "runs": f"{progress['done']}/{progress['total']}",
-            "best_here": None if best is None else best["setting"],
+            "best_here": None if best is None else best["label"],
+            "best_here_ties": ", ".join(table.loc[table["tied_with_best"], "label"]),
             "best_here_top1": math.nan if best is None else best["top1_mean"],
             "best_here_ci": math.nan if best is None else (best["top1_ci_high"] - best["top1_ci_low"]) / 2,
             "best_here_student_top1": math.nan if best is None else best["student_top1_mean"],
@@ -173,15 +202,18 @@ def combined(studies: Sequence[tuple[str, StudyResults | None, pd.DataFrame | No
                 best["student_top1_ci_high"] - best["student_top1_ci_low"]) / 2,
             "paper_best": None if paper_best is None else paper_best["setting"],
             "paper_best_top1": math.nan if paper_best is None else paper_best["paper"],
-            "agree": int(agree), "judged": len(judged),
-            "collapsed_here": ", ".join(table.loc[table["collapse"] != "", "setting"]),
-            "collapsed_in_paper": ", ".join(table.loc[table["expected_collapse"] != "none", "setting"]),
+            "agree": int(status.isin([AGREES, COLLAPSED_AS_PAPER]).sum()), "judged": int(status.isin(JUDGED).sum()),
+            "not_resolved": int((status == NOT_RESOLVED).sum()),
+            "collapsed_here": ", ".join(table.loc[table["collapse"] != "", "label"]),
+            "collapsed_in_paper": ", ".join(table.loc[table["expected_collapse"] != "none", "label"]),
+            "commit": ", ".join(sorted({commit(c) for c in results.runs["git_commit"].dropna()})),
             "cost": totals(results)[unit], "cost_unit": unit,
         })
-    columns = ["study", "profile", "runs", "best_here", "best_here_top1", "best_here_ci", "best_here_student_top1",
-               "best_here_student_ci", "paper_best", "paper_best_top1", "agree", "judged", "collapsed_here",
-               "collapsed_in_paper", "cost", "cost_unit"]
-    return pd.DataFrame(records, columns=columns).astype({"agree": "Int64", "judged": "Int64"})
+    columns = ["study", "profile", "runs", "best_here", "best_here_ties", "best_here_top1", "best_here_ci",
+               "best_here_student_top1", "best_here_student_ci", "paper_best", "paper_best_top1", "agree", "judged",
+               "not_resolved", "collapsed_here", "collapsed_in_paper", "commit", "cost", "cost_unit"]
+    counts = dict.fromkeys(("agree", "judged", "not_resolved"), "Int64")
+    return pd.DataFrame(records, columns=columns).astype(counts)
 
 
 def combined_display(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
@@ -194,12 +226,14 @@ def combined_display(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
             rows.append([r["study"], DASH, r["runs"]] + [""] * (len(header) - 3))
             continue
         best = DASH if pd.isna(r["best_here"]) else (
-            f"{r['best_here']}: {_plus_minus(r['best_here_top1'], r['best_here_ci'])}")
+            f"{r['best_here']}: {_plus_minus(r['best_here_top1'], r['best_here_ci'])}"
+            + (f" (level with {r['best_here_ties']})" if r["best_here_ties"] else ""))
         paper = DASH if pd.isna(r["paper_best"]) else f"{r['paper_best']}: {number(r['paper_best_top1'], 1)}"
+        agree = [f"{int(r['agree'])} of {int(r['judged'])} rows"] if r["judged"] else []
+        agree += [f"{int(r['not_resolved'])} not resolved"] if r["not_resolved"] else []
         rows.append([r["study"], r["profile"], r["runs"], best,
                      _plus_minus(r["best_here_student_top1"], r["best_here_student_ci"]), paper,
-                     f"{int(r['agree'])} of {int(r['judged'])} rows" if r["judged"] else DASH,
-                     r["collapsed_here"] or DASH, r["collapsed_in_paper"] or DASH,
+                     "; ".join(agree) or DASH, r["collapsed_here"] or DASH, r["collapsed_in_paper"] or DASH,
                      f"{hours(r['cost'])} {UNITS[r['cost_unit']]}"])
     return _drop_empty(header, rows, (STUDENT_BEST,))
 
@@ -227,11 +261,6 @@ def _drop_empty(header: list[str], rows: list[list[str]], optional: Sequence[str
     """Leave out the ``optional`` columns that have nothing in any row (dashes only)."""
     keep = [i for i, name in enumerate(header) if name not in optional or any(row[i] not in ("", DASH) for row in rows)]
     return [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
-
-
-def _config_of(results: StudyResults, setting: str) -> dict[str, Any]:
-    keys = results.runs.loc[results.runs["setting"] == setting, "run_key"]
-    return next((results.configs[k] for k in keys if k in results.configs), {})
 
 
 def _used(results: StudyResults, config: dict[str, Any], point: dict[str, str]) -> str:

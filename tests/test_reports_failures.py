@@ -27,7 +27,7 @@ import tomli_w
 from reports import build
 from reports.load import METRIC_DTYPES, curves, load_study
 from tests.conftest import MICRO_SET
-from tests.test_reports import M_AXIS, write_results
+from tests.reports_by_hand import M_AXIS, baselines_by_hand, write_results  # noqa: F401 (an autouse fixture)
 from tests.test_studies_local import REPO, running_with_checkpoint, wait_for
 
 NO_DATA = {"data.path": "/nonexistent/fashion-mnist"}

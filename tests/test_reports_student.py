@@ -16,7 +16,7 @@ import pytest
 
 from reports import build
 from reports.load import load_study
-from tests.test_reports import M_AXIS, write_results
+from tests.reports_by_hand import M_AXIS, baselines_by_hand, write_results  # noqa: F401 (an autouse fixture)
 
 
 def done(m: str, seed: int, top1: float, top5: float, **student) -> dict:
@@ -112,7 +112,8 @@ def test_summary_shows_the_student_at_each_study_best_setting(root, tmp_path):
     text = (root / "report" / "summary.md").read_text()
     assert "| best here (k-NN top-1 %, ± 95 % CI) | student k-NN there (± 95 % CI) | paper's best |" in text
     assert "| 0.9: 72.00 ± 4.97 | 62.00 ± 7.45 | 0.9: 69.7 |" in text
-    assert "| 0.9: 70.00 | — | 0.9: 69.7 |" in text  # teacher_only: one seed, no student
+    # teacher_only: one seed, no student; 0.99 (69.0) is within tiny's seed noise of 0.9 (70.0)
+    assert "| 0.9: 70.00 (level with 0.99) | — | 0.9: 69.7 |" in text
     assert "student k-NN there" in (root / "report" / "summary.tex").read_text()
     alone = tmp_path / "runs"
     shutil.copytree(root / "teacher_only", alone / "teacher_only")
