@@ -59,8 +59,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.loader import bench_loader, loader_report
-from core.config import DINOConfig, parse_value
-from core.data import FASHION_MNIST_STATS, IMAGENET_STATS, DataSplits, TensorImageDataset
+from core import cli, preflight
+from core.config import ConfigError, DINOConfig
+from core.data import FASHION_MNIST_STATS, IMAGENET_STATS, DataNotFoundError, DataSplits, TensorImageDataset
 from core.distributed import DistEnv
 from core.evaluate import extract_features
 from core.knn import knn_accuracy
@@ -673,16 +674,18 @@ def _cpu_name() -> str:
     return platform.processor() or "cpu"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def options(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, with what it implies resolved (sections, variants, GPU batches, the CPU
+    and learn configs, the output file) and refused, as ``core.cli`` refuses, before the first
+    measurement: a mistake found after minutes of measuring would lose them."""
+    p = cli.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[1],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="micro shapes, few iterations (a smoke test)")
     p.add_argument("--only", default=",".join(SECTIONS),
                    help=f"comma-separated sections of {','.join(SECTIONS + OPT_IN)} (default: "
                         f"{','.join(SECTIONS)}; learn = 2 x seeds whole trainings, plain and fast)")
-    p.add_argument("--profile", default="tiny", help="CPU training profile (default: tiny)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a value of the CPU profile, e.g. --set backbone.patch_size=8")
+    cli.add_profile(p, help="CPU training profile (default: tiny)")
+    cli.add_set(p, "override a value of the CPU profile, e.g. --set backbone.patch_size=8")
     p.add_argument("--variants", default=None,
                    help="CPU speed variants, plain first (default: plain,bf16,bf16+compile,fp32+compile,"
                         "bf16/bf16-attention; quick: plain,bf16,bf16+compile)")
@@ -696,23 +699,46 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/<time>.json)")
     args = p.parse_args(argv)
 
-    only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = sorted(set(only) - set(SECTIONS + OPT_IN))
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(args.only) - set(SECTIONS + OPT_IN))
     if unknown:
         p.error(f"--only: unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS + OPT_IN)}")
-    if "train" in only and "peak" not in only:
-        only.append("peak")  # utilisation needs the peak of the same run
+    if "train" in args.only and "peak" not in args.only:
+        args.only.append("peak")  # utilisation needs the peak of the same run
+    for option in ("iters", "study_runs", "learn_seeds"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
+            p.error(f"--{option.replace('_', '-')} {getattr(args, option)}: give at least 1")
     quick = args.quick
-    iters = args.iters or (2 if quick else 10)
-    warmup = max(1, args.warmup if args.warmup is not None else (1 if quick else 2))
-    variants = (args.variants.split(",") if args.variants
-                else ["plain", "bf16", "bf16+compile"] + ([] if quick else ["fp32+compile", "bf16/bf16-attention"]))
-    bad = [v for v in variants if v not in VARIANTS]
-    if bad or variants[0] != "plain":
+    args.iters = args.iters or (2 if quick else 10)
+    args.warmup = max(1, args.warmup if args.warmup is not None else (1 if quick else 2))
+    args.variants = (args.variants.split(",") if args.variants else
+                     ["plain", "bf16", "bf16+compile"] + ([] if quick else ["fp32+compile", "bf16/bf16-attention"]))
+    bad = [v for v in args.variants if v not in VARIANTS]
+    if bad or args.variants[0] != "plain":
         p.error(f"--variants must start with plain and name only {', '.join(VARIANTS)}")
-    overrides = {**(QUICK_SHAPES if quick else {}),
-                 **{k: parse_value(v) for k, _, v in (a.partition("=") for a in args.set)}}
-    cpu_config = profile_config(args.profile, overrides)
+    batches = args.gpu_batches.split(",")
+    if not all(b.strip().isdigit() and int(b) > 0 for b in batches):
+        p.error(f"--gpu-batches {args.gpu_batches}: write batch sizes per GPU, e.g. 64,128")
+    args.gpu_batches = [16] if quick else [int(b) for b in batches]
+    args.overrides = {**(QUICK_SHAPES if quick else {}), **cli.assignments(args.set)}
+    args.cpu_config = profile_config(args.profile, args.overrides)
+    if "learn" in args.only:  # the only section that trains on the data set itself
+        learned = {**args.overrides, **cli.assignments(args.learn_set, option="--learn-set")}
+        args.learn_config = profile_config(args.profile, learned)
+        preflight.check(args.learn_config)
+    if problem := (cli.file_problem(args.out, "--out") if args.out is not None
+                   else cli.folder_problem(str(RESULTS), "--out")):
+        p.error(problem)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = options(argv)
+    except (ConfigError, DataNotFoundError) as error:
+        return cli.refuse(str(error))
+    quick, only, variants, iters, warmup = args.quick, args.only, args.variants, args.iters, args.warmup
+    overrides, cpu_config = args.overrides, args.cpu_config
     cuda = torch.cuda.is_available()
 
     results: dict[str, Any] = {"meta": {
@@ -748,8 +774,7 @@ def main(argv: list[str] | None = None) -> int:
         results["train"] = bench_train(args.profile, cpu_config, variants, cpu, warmup, iters)
         if gpu is not None:
             gpu_variants = ["plain", "fp16", "bf16", "bf16+compile"] if not quick else ["plain", "bf16"]
-            batches = [16] if quick else [int(b) for b in args.gpu_batches.split(",")]
-            for batch in batches:
+            for batch in args.gpu_batches:
                 config = profile_config("vits16_imagenet", {"batch_size": batch, "data.num_workers": 0})
                 results["train"] += bench_train(f"vits16 b{batch}", config, gpu_variants, gpu, warmup, iters)
         # the peak once more after the steps: the better of the two is the machine's peak
@@ -787,14 +812,12 @@ def main(argv: list[str] | None = None) -> int:
         results["loader"] = bench_loader(8 if quick else 64, 1.0 if quick else 10.0)
 
     if "learn" in only:
-        learn_overrides = {**overrides, **{k: parse_value(v) for k, _, v in (a.partition("=") for a in args.learn_set)}}
-        learn_config = profile_config(args.profile, learn_overrides)
         with tempfile.TemporaryDirectory(prefix="bench-learn-") as tmp:
-            results["learn"] = bench_learn(learn_config, args.learn_seeds, Path(tmp))
+            results["learn"] = bench_learn(args.learn_config, args.learn_seeds, Path(tmp))
 
     results["meta"]["loadavg_end"] = load()
     results["meta"]["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
-    out = Path(args.out) if args.out else RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = Path(args.out) if args.out is not None else RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print()

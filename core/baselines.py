@@ -6,20 +6,20 @@ random 4-layer ViT about 64 %, measured on this project's reference machine).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import torch
 from torch import nn
 
-from core.config import ConfigError, DINOConfig, parse_assignment
-from core.data import build_data
+from core import cli, preflight
+from core.config import ConfigError, DINOConfig
+from core.data import DataNotFoundError, build_data
 from core.distributed import init_distributed
 from core.evaluate import knn_evaluate
 from core.model import build_backbone
 from core.precision import autocast, prepare
-from core.profiles import PROFILES, profile_config
+from core.profiles import profile_config
 
 
 def baselines(config: DINOConfig) -> dict[str, dict[str, float]]:
@@ -35,17 +35,17 @@ def baselines(config: DINOConfig) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.baselines", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="tiny", choices=sorted(PROFILES))
+    parser = cli.ArgumentParser(prog="python -m core.baselines", description=__doc__.split("\n\n")[0])
+    cli.add_profile(parser)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set backbone.patch_size=16 (repeatable)")
-    args = parser.parse_args(argv)
+    cli.add_set(parser, "override a config value, e.g. --set backbone.patch_size=16")
     try:
-        config = profile_config(args.profile, {**dict(parse_assignment(a) for a in args.set), "seed": args.seed})
-    except ConfigError as error:
-        parser.error(str(error))
-    result = baselines(config)
+        args = parser.parse_args(argv)
+        config = profile_config(args.profile, {**cli.assignments(args.set), "seed": args.seed})
+        preflight.check_data(config.data)  # before the network is built
+        result = baselines(config)
+    except (ConfigError, DataNotFoundError) as error:
+        return cli.refuse(str(error))
     print(json.dumps(result, indent=2))
     return 0
 

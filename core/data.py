@@ -30,17 +30,11 @@ from torchvision.transforms.v2.functional import center_crop, pil_to_tensor, res
 
 from core.config import ConfigError, CropsConfig, DataConfig
 from core.crops import MultiCropImages, load_rgb
+from core.preflight import (FASHION_MNIST_FILES, DataNotFoundError, fashion_mnist_root,  # noqa: F401 (re-exported)
+                            image_folder_layout, image_folder_root)
 
-FASHION_MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
 FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-
-class DataNotFoundError(FileNotFoundError):
-    """The data set's files are not where the config says; the message says how to fix it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,14 +115,7 @@ def read_idx(path: str | Path) -> Tensor:
 
 
 def _fashion_mnist(cfg: DataConfig) -> DataSplits:
-    root = Path(cfg.path or "/usr/share/datasets/fashion-mnist")
-    missing = [name for pair in FASHION_MNIST_FILES.values() for name in pair if not (root / name).is_file()]
-    if missing:
-        raise DataNotFoundError(
-            f"Fashion-MNIST not found: {', '.join(missing)} missing in {root}. Install it with "
-            "`apt-get install -y dataset-fashion-mnist` (Debian) or set data.path to the folder "
-            "holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-            "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz")
+    root = fashion_mnist_root(cfg)
 
     def split(images_file: str, labels_file: str) -> TensorImageDataset:
         images = read_idx(root / images_file).unsqueeze(1)
@@ -148,19 +135,12 @@ def _resize_uint8(images: Tensor, size: int) -> Tensor:
 
 
 def _image_folder(cfg: DataConfig, crops: CropsConfig | None) -> DataSplits:
-    root = Path(cfg.path)
-    layout = f"expected {root}/train/<class>/* and {root}/val/<class>/*; set data.path (--data)"
-    for split in ("train", "val"):
-        if not (root / split).is_dir():
-            raise DataNotFoundError(f"ImageFolder split {root / split} not found: {layout}")
+    root = image_folder_root(cfg)
     loader = functools.partial(load_square, size=cfg.load_size)
     try:
         train, val = (ImageFolder(str(root / split), loader=loader) for split in ("train", "val"))
     except FileNotFoundError as error:  # a split without class folders or without images
-        raise DataNotFoundError(f"{error}: {layout}") from error
-    if train.classes != val.classes:
-        raise DataNotFoundError(f"train/ has classes {train.classes[:5]}... but val/ has "
-                                f"{val.classes[:5]}...; both need the same class folders: {layout}")
+        raise DataNotFoundError(f"{error}: {image_folder_layout(root)}") from error
     views = train if crops is None else MultiCropImages(train.samples, crops)
     return DataSplits(train=views, memory=train, queries=val, num_classes=len(train.classes),
                       channels=3, mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1])

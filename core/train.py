@@ -6,10 +6,13 @@ runs one training from the shell. Metrics leave through ``callback(kind, step, m
 ``"epoch"`` (step = epochs completed) and ``"knn"`` (step = epochs completed), so ``core/``
 never imports a tracker. A restarted ``train`` on the same ``out_dir`` resumes from its
 checkpoint and ends with exactly the metrics of an uninterrupted run.
+
+The checkpoint also holds the ``"epoch"`` and ``"knn"`` records of its epochs, and a resumed
+``train`` gives them to its callback again first: a tracker flushes on its own clock (sacred every
+10 s), and a run killed between a checkpoint and a flush would otherwise lose them from every record.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -28,17 +31,18 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from core import cli, preflight
 from core.augment import MultiCropAugmentation
-from core.checkpoint import load_checkpoint, save_checkpoint
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.collapse import CollapseRule
-from core.config import ConfigError, DINOConfig, parse_assignment
+from core.config import ConfigError, DINOConfig
 from core.data import DataNotFoundError, DataSplits, build_data
 from core.distributed import DistEnv, all_reduce_mean, init_distributed, sync_batchnorm
 from core.evaluate import knn_evaluate
 from core.loss import DINOLoss
 from core.model import build_network, check_backbone
 from core.precision import autocast, prepare
-from core.profiles import PROFILES, profile_config
+from core.profiles import profile_config
 from core.schedules import Schedules
 from core.teacher import teacher_update
 
@@ -75,16 +79,14 @@ def train(config: DINOConfig, out_dir: str | Path, callback: Callback | None = N
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"the run folder {out_dir} is a file; give a folder (--out DIR)")
-    emit = callback or (lambda kind, step, metrics: None)
     env = init_distributed()
-    if config.batch_size % env.world_size:
-        raise ConfigError(f"batch_size={config.batch_size} is not divisible by the "
-                          f"{env.world_size} processes; choose a multiple of the world size")
+    preflight.check(config, env.world_size)  # before anything is loaded
     check_backbone(config.backbone)
     data = build_data(config.data, config.crops)
     run = Trainer(config, data, env)  # everything that can refuse the config, before the folder exists
     out_dir.mkdir(parents=True, exist_ok=True)
     start_epoch = run.resume(out_dir / CHECKPOINT)
+    emit = run.recorder(callback or (lambda kind, step, metrics: None))
     show = progress and env.is_main and sys.stderr.isatty()  # bars only for a person watching
     knn: dict[str, float] = {}
     epoch_metrics: dict[str, float] = {}
@@ -120,8 +122,7 @@ class Trainer:
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         student = sync_batchnorm(build_network(config.backbone, config.head, data.channels,
                                                config.backbone.drop_path_rate), env).to(device)
-        self.teacher = sync_batchnorm(build_network(config.backbone, config.head, data.channels, 0.0),
-                                      env).to(device)
+        self.teacher = sync_batchnorm(build_network(config.backbone, config.head, data.channels, 0.0), env).to(device)
         self.teacher.load_state_dict(student.state_dict())
         self.teacher.requires_grad_(False)
         self.student_module = student
@@ -156,6 +157,7 @@ class Trainer:
         self.augment = MultiCropAugmentation(config.crops, data.mean, data.std)
         self.augment_rng = torch.Generator()
         self.final: dict[str, dict[str, float]] = {}  # k-NN and metrics of a finished run
+        self.records: list[tuple[str, int, dict[str, float]]] = []  # "epoch" and "knn" ones so far
         self.seed_epoch(0)
 
     def seed_epoch(self, epoch: int) -> None:
@@ -197,7 +199,7 @@ class Trainer:
                             self.schedules.momentum[last])
         means = dict(zip(StepStats._fields, all_reduce_mean(sums / self.iters_per_epoch).tolist()))
         seconds = time.time() - started
-        metrics = {**means, "lr": lr,                   "weight_decay": wd, "momentum": momentum, "teacher_temp": teacher_temp,
+        metrics = {**means, "lr": lr, "weight_decay": wd, "momentum": momentum, "teacher_temp": teacher_temp,
                    "center_norm": self.loss.center.norm().item(), "epoch_seconds": seconds,
                    "images_per_second": self.iters_per_epoch * self.config.batch_size / seconds}
         if not config.head.norm_last_layer:  # a learned gain g_k turns tau into tau / g_k
@@ -254,9 +256,20 @@ class Trainer:
         student's (``student_top1``...): a previous-epoch teacher is one epoch old and a slow EMA
         lags, so only both together compare teacher-update strategies like with like."""
         teacher = knn_evaluate(self.teacher.backbone, self.data, self.config, self.env, self._autocast, show)
-        student = knn_evaluate(self.student_module.backbone, self.data, self.config, self.env,
-                               self._autocast, show)
+        student = knn_evaluate(self.student_module.backbone, self.data, self.config, self.env, self._autocast, show)
         return {**teacher, **{f"student_{k}": v for k, v in student.items()}}
+
+    def recorder(self, callback: Callback) -> Callback:
+        """``callback``, given the records a resumed checkpoint holds first, and wrapped so that
+        the next checkpoints hold the per-epoch ones emitted from now on too."""
+        for kind, step, metrics in self.records:
+            callback(kind, step, metrics)
+
+        def emit(kind: str, step: int, metrics: Mapping[str, float]) -> None:
+            if kind in ("epoch", "knn"):
+                self.records.append((kind, step, dict(metrics)))
+            callback(kind, step, metrics)
+        return emit
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save(self, path: Path, epochs_done: int, final: dict[str, dict[str, float]]) -> None:
@@ -272,6 +285,7 @@ class Trainer:
             "loss": self.loss.state_dict(),
             "scaler": self.scaler.state_dict(),
             "final": final,
+            "records": self.records,
         }
         save_checkpoint(path, state)
 
@@ -290,6 +304,7 @@ class Trainer:
         self.loss.load_state_dict(state["loss"])
         self.scaler.load_state_dict(state["scaler"])
         self.final = state["final"]
+        self.records = list(state.get("records", []))  # none in a checkpoint from before they were kept
         return int(state["epoch"])
 
 
@@ -354,27 +369,26 @@ def default_run_dir(profile: str, config: DINOConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.train",
-                                     description="Train one DINO run and report its k-NN accuracy.")
-    parser.add_argument("--profile", default="tiny", choices=sorted(PROFILES))
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set teacher.momentum=0.99 (repeatable)")
+    parser = cli.ArgumentParser(prog="python -m core.train",
+                                description="Train one DINO run and report its k-NN accuracy.")
+    cli.add_profile(parser)
+    cli.add_set(parser, "override a config value, e.g. --set teacher.momentum=0.99")
     parser.add_argument("--out", default=None,
                         help="run folder (default: runs/train/<profile>-<hash of the config>)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config as TOML and exit without training")
-    args = parser.parse_args(argv)
     try:
-        overrides = dict(parse_assignment(a) for a in args.set)
-        config = profile_config(args.profile, overrides)
+        args = parser.parse_args(argv)
+        config = profile_config(args.profile, cli.assignments(args.set))
         if args.print_config:
             print(tomli_w.dumps(config.to_dict()), end="")
             return 0
-        out = Path(args.out) if args.out else default_run_dir(args.profile, config)
+        out = Path(args.out) if args.out is not None else default_run_dir(args.profile, config)
+        if problem := cli.folder_problem(str(out) if args.out is None else args.out, "--out"):
+            return cli.refuse(problem)
         result = train(config, out)
-    except (ConfigError, DataNotFoundError, ResumeMismatchError) as error:
-        print(f"error: {error}", file=sys.stderr)  # refused before any work: one line, exit 2
-        return 2
+    except (ConfigError, DataNotFoundError, ResumeMismatchError, CheckpointError) as error:
+        return cli.refuse(str(error))  # refused before any work: one line, exit 2
     (out / "result.json").write_text(json.dumps(result, indent=2))
     print(f"k-NN top-1 {result['knn_top1']:.2f}% (student {result['student_knn_top1']:.2f}%)  "
           f"top-5 {result['knn_top5']:.2f}%  ({result['train_seconds']:.0f}s) -> {out / 'result.json'}")

@@ -11,9 +11,14 @@ Reading never writes: opening a ledger that exists, listing its trials and a lau
 nothing to do leave the journal byte-identical (optuna's ``create_study`` appends an entry on
 every call, even when the study exists, so it is called only for a study that does not). The one
 exception is a damaged journal, which any opening repairs (``studies.journal``).
+
+A storage is checked before a launch creates anything (``storage_problem``): a journal path that
+is a folder or cannot be written, a URL that does not parse, a database without its driver
+installed; a database that refuses the connection is one line too, not a traceback.
 """
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -24,6 +29,7 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from core import cli
 from studies import journal
 from studies.spec import SpecError
 
@@ -32,11 +38,44 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 STATE_NAMES = {TrialState.COMPLETE: "done", TrialState.RUNNING: "running", TrialState.FAIL: "failed"}
 
 
+def storage_problem(url: str, writing: bool) -> str | None:
+    """Why ``url`` (``--storage``) cannot hold a ledger, found without connecting to anything
+    (and, unless ``writing``, without checking it can be written); None if it can."""
+    if "://" not in url and not re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", url):  # "sqlite:/x" is a bad URL
+        return cli.file_problem(url, "--storage", writing)
+    from sqlalchemy import exc
+    from sqlalchemy.engine import make_url
+
+    fix = "give a journal file path, or a URL such as sqlite:///ledger.db or postgresql://user@host/db"
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except exc.NoSuchModuleError:  # before its base class ArgumentError
+        return f"--storage {url}: {url.split(':', 1)[0]!r} is not a database SQLAlchemy knows; {fix}"
+    except exc.ArgumentError:
+        return f"--storage {url}: not a database URL; {fix}"
+    try:
+        (getattr(dialect, "import_dbapi", None) or dialect.dbapi)()
+    except ImportError as error:
+        return (f"--storage {url}: the {parsed.drivername} driver is not installed ({error}); install it, "
+                "or give a journal file path or sqlite:///ledger.db")
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    if parsed.database in (None, "", ":memory:"):
+        return f"--storage {url}: an in-memory database is lost with the launcher and unseen by its jobs; {fix}"
+    return cli.file_problem(parsed.database, "--storage", writing)
+
+
 def open_storage(url: str) -> BaseStorage:
     """An optuna storage URL (``sqlite:///...``, ``postgresql://...``) or a journal file path
     (a damaged one is repaired first, saying so in one line: ``studies.journal``)."""
     if "://" in url:
-        return optuna.storages.get_storage(url)
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return optuna.storages.get_storage(url)
+        except (SQLAlchemyError, ImportError, ValueError) as error:  # a server down, a login refused
+            raise SpecError([f"--storage {url}: cannot be opened: {str(error).splitlines()[0]}"]) from error
     path = Path(url)
     path.parent.mkdir(parents=True, exist_ok=True)
     damage = journal.repair(path)

@@ -4,9 +4,15 @@ Each run is a complete, validated trainer config plus a stable key, the hash of 
 config, so the ledger recognises the same point in a later invocation whatever its label. The
 order in which overrides apply is fixed and conflicts are errors rather than silent wins:
 profile < study ``set`` < study ``profiles.<p>.set`` < ``--data``/``--set`` < axis values < seed.
+
+Two runs that would train the same are refused, also when their values are written differently
+(``0.04`` and ``"0.04->0.04"``); and before a launch, each distinct data config is checked where
+the launcher runs (``core.preflight``, no torch): a data set that is missing, or smaller than
+``data.train_subset`` or one batch per rank, would otherwise fail every job after the study started.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -14,7 +20,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from core.config import ConfigError, DINOConfig, field_names, unknown_key_message
+from core import preflight
+from core.config import ConfigError, DINOConfig, field_names, parse_teacher_temp, unknown_key_message
+from core.preflight import DataNotFoundError
 from core.profiles import PROFILES, profile_config
 from studies.spec import SpecError, Study
 
@@ -35,6 +43,10 @@ class Run:
         return f"{slug}_{self.key[:8]}"
 
 
+# Settings that a number of epochs or a share of the run ("10%") can both give.
+DURATIONS = ("optim.warmup_epochs", "loss.teacher_temp_warmup_epochs", "head.freeze_last_layer")
+
+
 def config_key(config: DINOConfig) -> str:
     canonical = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
@@ -47,13 +59,13 @@ def expand(study: Study, profile: str, cli_overrides: Mapping[str, Any] | None =
     if profile not in PROFILES:
         raise SpecError([f"--profile: unknown profile {profile!r}; choose one of {', '.join(PROFILES)}"])
     cli_overrides = dict(cli_overrides or {})
-    errors = _cli_errors(study, cli_overrides)
+    errors = [f"--set {key}: {problem}" for key in cli_overrides if (problem := override_problem(study, key))]
     if errors:
         raise SpecError(errors)
     base = {**study.overrides, **study.profile_overrides.get(profile, {}), **cli_overrides}
     paper_axis = next((i for i, a in enumerate(study.axes) if a.paper is not None), None)
     runs: list[Run] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, str] = {}  # what a run trains -> the first point that trains it
     failures: dict[str, list[str]] = {}  # ConfigError message -> the points it refuses
     points = list(itertools.product(*(enumerate(axis.values_for(profile)) for axis in study.axes)))
     for point in points:  # one (index, value) per axis
@@ -67,36 +79,74 @@ def expand(study: Study, profile: str, cli_overrides: Mapping[str, Any] | None =
             try:
                 config = profile_config(profile, {**overrides, "seed": seed})
             except ConfigError as error:  # the same for every seed of this point: report it once
-                failures.setdefault(str(error), []).append(label.rsplit(" seed=", 1)[0])
+                failures.setdefault(str(error), []).append(_point(label))
                 break
-            key = config_key(config)
-            if key in seen:
-                errors.append(f"{where}: runs {seen[key]!r} and {label!r} have the same config on profile "
-                              f"{profile}; make their values differ or drop one")
+            first = seen.setdefault(_trains(config), _point(label))
+            if first != _point(label):
+                duplicate = (f"{where}: runs {first!r} and {_point(label)!r} are duplicates: the same config "
+                             f"on profile {profile}; make their values differ or drop one")
+                if duplicate not in errors:  # once per pair of points, whatever the seeds
+                    errors.append(duplicate)
                 continue
-            seen[key] = label
-            runs.append(Run(key, label, labels, seed, paper, config))
-    for message, refused in failures.items():
-        which = "every run" if len(refused) == len(points) else "run " + ", ".join(repr(r) for r in refused)
-        errors.append(f"{where}: {which} on profile {profile}: {message}")
+            runs.append(Run(config_key(config), label, labels, seed, paper, config))
+    errors.extend(f"{where}: {line}" for line in _grouped(failures, len(points), profile))
     if errors:
         raise SpecError(errors)
     return runs
 
 
-def _cli_errors(study: Study, overrides: Mapping[str, Any]) -> list[str]:
-    fields = set(field_names())
-    swept = {key: axis.name for axis in study.axes for key in axis.keys}
-    errors = []
-    for key in overrides:
-        if key not in fields:
-            errors.append(f"--set {key}: {unknown_key_message(key)}")
-        elif key == "seed":
-            errors.append("--set seed: runs take their seeds from the study; use --seeds N")
-        elif key in swept:
-            errors.append(f"--set {key}: is swept by axis {swept[key]} of {study.path}; "
-                          "drop it, or copy the study and change its values")
-    return errors
+def override_problem(study: Study, key: str) -> str | None:
+    """Why ``--set key=...`` cannot apply to every run of ``study``; None if it can."""
+    swept = {swept_key: axis.name for axis in study.axes for swept_key in axis.keys}
+    if key not in field_names():
+        return unknown_key_message(key)
+    if key == "seed":
+        return "runs take their seeds from the study; use --seeds N"
+    if key in swept:
+        return f"is swept by axis {swept[key]} of {study.path}; drop it, or copy the study and change its values"
+    return None
+
+
+def data_problems(runs: list[Run], profile: str, tasks: int) -> list[str]:
+    """What ``core.preflight`` refuses in the runs' data on ``tasks`` processes per run, one line
+    per problem, each distinct data config and batch size checked once."""
+    verdicts: dict[str, str | None] = {}
+    failures: dict[str, list[str]] = {}
+    for run in runs:
+        data = json.dumps([dataclasses.asdict(run.config.data), run.config.batch_size], sort_keys=True)
+        if data not in verdicts:
+            try:
+                preflight.check(run.config, tasks)
+                verdicts[data] = None
+            except (ConfigError, DataNotFoundError) as error:
+                verdicts[data] = str(error)
+        if verdicts[data] and _point(run.label) not in failures.setdefault(verdicts[data], []):
+            failures[verdicts[data]].append(_point(run.label))
+    return _grouped(failures, len({_point(run.label) for run in runs}), profile)
+
+
+def _grouped(failures: Mapping[str, list[str]], points: int, profile: str) -> list[str]:
+    """One line per message, naming the points it refuses (or every run)."""
+    return [f"{'every run' if len(refused) == points else 'run ' + ', '.join(map(repr, refused))} on profile "
+            f"{profile}: {message}" for message, refused in failures.items()]
+
+
+def _point(label: str) -> str:
+    """A run's label without its seed: the point of the grid it is."""
+    return label.rsplit(" seed=", 1)[0]
+
+
+def _trains(config: DINOConfig) -> str:
+    """What a run trains, whichever way its values are written: the teacher temperature as its
+    (start, end), and durations in epochs, the temperature's warm-up only if it ramps."""
+    flat = config.flat()
+    start, end = parse_teacher_temp(config.loss.teacher_temp)
+    flat["loss.teacher_temp"] = [start, end]
+    for key in DURATIONS:
+        flat[key] = config.duration(key)
+    if start == end:
+        del flat["loss.teacher_temp_warmup_epochs"]
+    return json.dumps(flat, sort_keys=True)
 
 
 def diff(config: DINOConfig, base: DINOConfig) -> dict[str, tuple[Any, Any]]:

@@ -6,11 +6,17 @@ of failing on sacred's ``FileExistsError``: each restart is a new sacred run wit
 ``<run id>.r<k>`` that appends to ``metrics.json`` and ``cout.txt`` and adds a segment to
 ``info.json``; the extra observers a user names see one run per segment under those ids.
 Segments make the cost honest: wall time, GPU-hours and CPU-hours sum over all of them.
+
+A resumed training first gives again the epoch and k-NN records its checkpoint holds
+(``core.train``), so that an attempt retried after a SIGKILL records the epochs its predecessor
+trained but never flushed; a record this attempt's ``metrics.json`` already holds from an earlier
+segment, with the same value, is not logged twice.
 """
 from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import subprocess
 import sys
@@ -78,6 +84,19 @@ def _previous_segments(folder: Path) -> list[dict[str, Any]]:
         return []
 
 
+def _logged(folder: Path) -> dict[str, dict[int, float]]:
+    """What earlier starts of this attempt logged: metric name -> {step: value}."""
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {name: dict(zip(series.get("steps", []), series.get("values", []))) for name, series in metrics.items()}
+
+
+def _same(logged: float | None, value: float) -> bool:
+    return logged is not None and (logged == value or math.isnan(logged) and math.isnan(value))
+
+
 def experiment(study: str, run_id: str, sacred_root: str, config: DINOConfig,
                meta: Mapping[str, Any]) -> Experiment:
     """The sacred experiment of one run attempt, not started yet. Building it scans every loaded
@@ -101,6 +120,7 @@ def recorded_run(ex: Experiment, *, run_id: str, sacred_root: str, observers: Ma
     ``started`` (epoch seconds) is when the job began, so the cost includes its start-up.
     """
     segments = _previous_segments(Path(sacred_root) / run_id)
+    logged = _logged(Path(sacred_root) / run_id)
     segment_id = run_id if not segments else f"{run_id}.r{len(segments)}"
 
     def main(_run):
@@ -111,7 +131,8 @@ def recorded_run(ex: Experiment, *, run_id: str, sacred_root: str, observers: Ma
 
         def callback(kind: str, step: int, metrics: Mapping[str, float]) -> None:
             for name, value in metrics.items():
-                _run.log_scalar(f"{kind}.{name}", float(value), step)
+                if not _same(logged.get(f"{kind}.{name}", {}).get(step), float(value)):
+                    _run.log_scalar(f"{kind}.{name}", float(value), step)
 
         def close(status: str) -> dict[str, float]:
             segment.update(end=_iso(time.time()), seconds=time.time() - started, status=status)

@@ -1,9 +1,11 @@
 """``python -m studies.run``: expand a study, consult the ledger, launch what is missing.
 
-Everything is validated (study file, profile, ``--set``, every run's config, resources, observers)
-before any folder, ledger or job is created. Then: RUNNING trials whose job died are marked FAIL;
-runs that are done or running are skipped; missing runs (or, with ``--retry-failed``, exactly the
-failed ones, as new attempts that resume from the run folder's checkpoint) are launched.
+Everything is validated (study file, profile, ``--set``, every run's config, resources, observers,
+results folder and storage, and, for a launch, each run's data as this machine sees it: on SLURM
+the login node) before any folder, ledger or job is created, and refused as ``core.cli`` refuses.
+Then: RUNNING trials whose job died are marked FAIL; runs that are done or running are skipped;
+missing runs (or, with ``--retry-failed``, exactly the failed ones, as new attempts that resume
+from the run folder's checkpoint) are launched.
 Each run is claimed just before it starts (``claims``): the ledger is read again, and a run that
 another launcher on the same study started meanwhile, or whose folder is in training, is left to
 its owner. ``--status``, ``--dry-run`` and ``--list`` write nothing (but repair a damaged journal).
@@ -14,6 +16,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import shlex
@@ -25,12 +28,13 @@ from typing import Any
 import submitit
 from optuna.trial import TrialState
 
-from core.config import parse_value
+from core import cli
+from core.config import ConfigError
 from core.profiles import profile_config
 from studies import claims, launch, liveness, plan, slots, spec, status
 from studies.job import JobSpec, RunJob
 from studies.autoreport import import_in_background, write_report, write_report_if_stale
-from studies.ledger import Ledger
+from studies.ledger import Ledger, storage_problem
 from studies.record import observer_options
 from studies.spec import Resources, SpecError, Study
 
@@ -53,7 +57,7 @@ class Context:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m studies.run", description="Run a DINO ablation study from ablations/: "
         "plan its runs, keep a ledger, launch what is missing and record every run.")
     p.add_argument("study", nargs="?", help="study name (see --list) or path to a study .toml file")
@@ -65,12 +69,11 @@ def parser() -> argparse.ArgumentParser:
                    help="rerun exactly the failed runs as new attempts (they resume from their checkpoint)")
     p.add_argument("--cluster", choices=launch.CLUSTERS, default=os.environ.get(CLUSTER_ENV, "local"),
                    help=f"where runs execute (default: ${CLUSTER_ENV} if set, else local; never guessed)")
-    p.add_argument("--profile", help="scale to run at (default: the study's)")
+    cli.add_profile(p, default=None, help="scale to run at (default: the study's)")
     p.add_argument("--data", metavar="PATH", help="data set folder (sets data.path)")
     p.add_argument("--partition", help="SLURM partition (overrides the study's resources)")
     p.add_argument("--seeds", type=int, metavar="N", help="run seeds 0..N-1 (default: the study's)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value for every run, e.g. --set epochs=20 (repeatable)")
+    cli.add_set(p, "override a config value for every run, e.g. --set epochs=20")
     p.add_argument("--results", metavar="DIR", help="results folder (default: runs/<study>; shared on SLURM)")
     p.add_argument("--storage", metavar="URL",
                    help="optuna storage URL or journal file (default: <results>/ledger.journal)")
@@ -84,29 +87,27 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except cli.UsageError as error:
+        return cli.refuse(str(error))
     if args.list:
         for name, path in spec.available().items():
             print(f"{name:22s} {spec.describe(path)}")
         return 0
     if not args.study:
-        parser().error("name a study (see --list)")
+        return cli.refuse("name a study (see --list)")
     try:
         ctx = context(args)
-    except SpecError as error:
-        for line in error.lines:
-            print(line, file=sys.stderr)
-        return 2
-    if args.dry_run:
-        print(dry_run(ctx))
-        return 0
-    if args.status:
-        return show_status(ctx)
-    try:
+        if args.dry_run:
+            print(dry_run(ctx))
+            return 0
+        if args.status:
+            return show_status(ctx)
         ledger = Ledger.create(ctx.storage, ctx.study.name, ctx.study.direction, ctx.study.metric)
-    except SpecError as error:
-        print(error, file=sys.stderr)
-        return 2
+    except SpecError as error:  # a study file's problems start with the file, the others with "error:"
+        study_file = [str(Path(args.study))] if Path(args.study).is_file() else []
+        return cli.refuse(error.lines, files=[str(spec.study_dir()), *study_file])
     for trial, reason in liveness.dead_trials(ledger.trials()):
         if ledger.fail(trial.number, reason):
             print(f"marked failed: {trial.user_attrs.get('label')} (trial {trial.number}): {reason}")
@@ -164,16 +165,19 @@ def launch_missing(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], r
 
 def context(args: argparse.Namespace) -> Context:
     """Validate the invocation completely; raises ``SpecError`` with every problem found."""
+    path = Path(args.study)
+    if args.study not in spec.available() and path.is_file() and path.suffix != ".toml":
+        raise SpecError([f"{path} is a file but not a study: a study is a .toml file (see --list)"])
     study = spec.load(args.study)
     errors: list[str] = []
     overrides: dict[str, Any] = {}
-    for assignment in args.set:
-        key, sep, text = assignment.partition("=")
-        if not sep or not key.strip():
-            errors.append(f"--set {assignment}: write KEY=VALUE, e.g. --set epochs=20")
-        else:
-            overrides[key.strip()] = parse_value(text)
-    if args.data:
+    try:
+        overrides = cli.assignments(args.set, functools.partial(plan.override_problem, study))
+    except ConfigError as error:
+        errors.append(str(error))
+    if args.data == "":
+        errors.append("--data '': give the data set's folder")
+    elif args.data is not None:
         overrides["data.path"] = args.data
     if args.seeds is not None and args.seeds < 1:
         errors.append(f"--seeds {args.seeds}: give a count of at least 1")
@@ -181,6 +185,13 @@ def context(args: argparse.Namespace) -> Context:
         errors.append(f"${CLUSTER_ENV}={args.cluster}: choose one of {', '.join(launch.CLUSTERS)}")
     if args.max_parallel is not None and args.max_parallel < 1:
         errors.append(f"--max-parallel {args.max_parallel}: give at least 1")
+    launching = not (args.status or args.dry_run)  # the read-only commands write nowhere
+    results = args.results if args.results is not None else str(Path("runs") / study.name)
+    storage = args.storage if args.storage is not None else str(Path(results).absolute() / "ledger.journal")
+    problems = [cli.folder_problem(results, "--results", launching)]
+    if args.storage is not None:  # the default is in the results folder
+        problems.append(storage_problem(storage, launching))
+    errors.extend(p for p in problems if p)
     observers: dict[str, str] = {}
     try:
         observers = observer_options(args.observer)
@@ -189,19 +200,17 @@ def context(args: argparse.Namespace) -> Context:
     if errors:
         raise SpecError(errors)
     profile = args.profile or study.profile
-    seeds = tuple(range(args.seeds)) if args.seeds else None
-    runs = plan.expand(study, profile, overrides, seeds)
+    runs = plan.expand(study, profile, overrides, tuple(range(args.seeds)) if args.seeds else None)
     resources = study.resources(profile)
     if args.partition:
         resources = dataclasses.replace(resources, partition=args.partition)
-    data = Path(runs[0].config.data.path)
-    launching_here = args.cluster != "slurm" and not (args.status or args.dry_run)
-    if launching_here and not data.exists():
-        raise SpecError([f"data.path {data} does not exist on this machine; give --data PATH"])
-    results = Path(args.results or Path("runs") / study.name).absolute()
-    storage = args.storage or str(results / "ledger.journal")
+    tasks = resources.world_size if args.cluster == "slurm" else 1  # a local run is one process
+    problems = plan.data_problems(runs, profile, tasks) if launching else []
+    if problems:
+        raise SpecError(problems)
     max_parallel = args.max_parallel or launch.default_parallelism(resources)
-    return Context(study, profile, runs, resources, args.cluster, results, storage, observers, max_parallel)
+    return Context(study, profile, runs, resources, args.cluster, Path(results).absolute(), storage, observers,
+                   max_parallel)
 
 
 def dry_run(ctx: Context) -> str:

@@ -45,14 +45,14 @@ def test_unreadable_checkpoint_resumes_from_the_previous_epoch_and_ends_the_same
     damage(newest)
     capsys.readouterr()
 
-    epochs = []
-    resumed = train(config, folder, lambda kind, step, m: epochs.append(step) if kind == "epoch" else None,
-                    progress=False)
+    events = []
+    resumed = train(config, folder, lambda kind, step, m: events.append((kind, step)), progress=False)
 
     lines = [line for line in capsys.readouterr().out.splitlines() if "resuming from" in line]
     assert len(lines) == 1 and str(newest) in lines[0] and "is unreadable" in lines[0]
     assert "checkpoint.prev.pth, the epoch before (epoch 1)" in lines[0]
-    assert epochs == [2]  # epoch 2 trained again, from the end of epoch 1
+    assert [step for kind, step in events if kind == "epoch"] == [1, 2]  # epoch 1 as its checkpoint holds it
+    assert [step for kind, step in events if kind == "iteration"] == [4, 5, 6, 7]  # epoch 2 trained again
     assert {k: resumed[k] for k in RESULT_KEYS} == {k: expected[k] for k in RESULT_KEYS}
     assert (folder / f"{CHECKPOINT}.unreadable").is_file()
     assert load_checkpoint(newest)["epoch"] == 2 and load_checkpoint(previous_path(newest))["epoch"] == 1
