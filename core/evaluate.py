@@ -18,21 +18,26 @@ from core.config import DINOConfig
 from core.data import DataSplits, fixed_subset
 from core.distributed import DistEnv, gather_strided_rows
 from core.knn import knn_accuracy
+from core.probe import linear_probe
 
 
 @torch.no_grad()
 def knn_evaluate(backbone: nn.Module, data: DataSplits, config: DINOConfig, env: DistEnv,
                  autocast: Callable[[], AbstractContextManager] = nullcontext,
                  show: bool = False) -> dict[str, float]:
-    """Top-1/top-5 (percent) of weighted k-NN on ``backbone``'s L2-normalised features."""
+    """Top-1/top-5 (percent) of weighted k-NN on ``backbone``'s L2-normalised features, and the
+    top-1 of a linear probe on the same features (``linear_top1``) when ``eval.linear_probe``."""
     backbone.eval()
     ev = config.eval
     memory, memory_labels = extract_features(backbone, fixed_subset(data.memory, ev.max_memory),
                                              data, config, env, autocast, show)
     queries, query_labels = extract_features(backbone, fixed_subset(data.queries, ev.max_queries),
                                              data, config, env, autocast, show)
-    return knn_accuracy(memory, memory_labels, queries, query_labels, data.num_classes,
-                        ev.knn_k, ev.knn_temperature, ev.chunk_size)
+    result = knn_accuracy(memory, memory_labels, queries, query_labels, data.num_classes,
+                          ev.knn_k, ev.knn_temperature, ev.chunk_size)
+    if ev.linear_probe:
+        result["linear_top1"] = linear_probe(memory, memory_labels, queries, query_labels, data.num_classes)
+    return result
 
 
 @torch.no_grad()

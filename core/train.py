@@ -25,7 +25,6 @@ from typing import Callable, Mapping, NamedTuple
 import numpy as np
 import tomli_w
 import torch
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
@@ -41,6 +40,7 @@ from core.distributed import DistEnv, all_reduce_mean, init_distributed, sync_ba
 from core.evaluate import knn_evaluate
 from core.loss import DINOLoss
 from core.model import build_network, check_backbone
+from core.optim import clip_gradients_per_parameter, param_groups
 from core.precision import autocast, prepare
 from core.profiles import profile_config
 from core.schedules import Schedules
@@ -106,8 +106,7 @@ def train(config: DINOConfig, out_dir: str | Path, callback: Callback | None = N
     # the run decides its own collapse verdict, so the ledger, the dashboard and reports agree
     verdict = CollapseRule().classify(final.get("target_entropy", math.nan), final.get("kl", math.nan),
                                       config.head.out_dim)
-    return {**{f"knn_{k}": v for k, v in knn.items() if not k.startswith("student_")},
-            **{f"student_knn_{k[len('student_'):]}": v for k, v in knn.items() if k.startswith("student_")},
+    return {**{_result_name(k): v for k, v in knn.items()},
             **final, "collapse": verdict, "epochs": config.epochs, "train_seconds": time.time() - started}
 
 
@@ -138,7 +137,7 @@ class Trainer:
                              config.loss.center_momentum, config.loss.centering).to(device)
         self.strategy = teacher_update(config.teacher.update)
         # one fused kernel per parameter instead of ~10 ops each (CPU has fused AdamW since torch 2.4)
-        self.optimizer = torch.optim.AdamW(_param_groups(student), fused=device.type in ("cuda", "cpu"))
+        self.optimizer = torch.optim.AdamW(param_groups(student), fused=device.type in ("cuda", "cpu"))
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
 
         self.sampler = DistributedSampler(data.train, num_replicas=env.world_size, rank=env.rank,
@@ -314,15 +313,6 @@ def _stream_seeds(seed: int, rank: int, epoch: int) -> tuple[int, int]:
     return int(state[0] >> 1), int(state[1] >> 1)
 
 
-def _param_groups(model: nn.Module) -> list[dict]:
-    """Biases and 1-D parameters (norms, gains) get no weight decay, as in the reference."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if name.endswith(".bias") or p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "regularized": True}, {"params": no_decay, "regularized": False}]
-
-
 # Settings that change how fast a run goes, not what it computes: a run may resume with them changed.
 SPEED_SETTINGS = ("compile",)
 
@@ -342,17 +332,12 @@ def _untimed(phase: str) -> AbstractContextManager:
     return nullcontext()
 
 
-@torch.no_grad()
-def clip_gradients_per_parameter(model: nn.Module, max_norm: float) -> None:
-    """Each parameter's gradient is rescaled to norm <= max_norm on its own (the reference's
-    per-parameter clipping, not torch's global-norm clipping), in a few multi-tensor kernels
-    instead of a Python loop of three ops per parameter."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    if not grads:
-        return
-    norms = torch.stack(torch._foreach_norm(grads, 2))
-    scales = torch.clamp(max_norm / (norms + 1e-6), max=1.0)
-    torch._foreach_mul_(grads, list(scales.unbind()))
+def _result_name(evaluated: str) -> str:
+    """An evaluation's name in the result: "top1" -> "knn_top1", "student_top1" ->
+    "student_knn_top1"; the linear probe's ("linear_top1", "student_linear_top1") stay."""
+    prefix = "student_" if evaluated.startswith("student_") else ""
+    metric = evaluated[len(prefix):]
+    return prefix + (metric if metric.startswith("linear_") else f"knn_{metric}")
 
 
 def _summary_line(epoch: int, epochs: int, m: Mapping[str, float]) -> str:

@@ -43,6 +43,7 @@ import argparse
 import contextlib
 import ctypes
 import errno
+import math
 import os
 import shutil
 import socket
@@ -50,6 +51,7 @@ import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from core import cli
 from core.collapse import CollapseRule
 from reports import document, page, plots, tables
 from reports.fmt import tex
@@ -57,6 +59,7 @@ from reports.load import EXPORT_FORMATS, PLAN_FILE, ReportError, StudyResults, d
 from reports.noise import SEED_NOISE
 from reports.plots import knn, runs, training
 from studies import spec
+from studies.ledger import storage_problem
 
 REPORT_DIR = "report"
 
@@ -254,7 +257,7 @@ def _write(path: Path, text: str) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m reports.build", description="Build a study's report (tables beside "
+    p = cli.ArgumentParser(prog="python -m reports.build", description="Build a study's report (tables beside "
                                 "the paper, entropy/KL plots, verdicts) from its ledger and sacred runs, at any time.",
                                 epilog="exit status: 0 a report was built (with --all: at least one; each study "
                                 "skipped gets one line on stderr), 1 --all could build none of the studies it found, "
@@ -280,17 +283,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.all == bool(args.study):
-        parser().error("name one study, or give --all")
-    if args.publish and not args.all:
-        parser().error("--publish copies every study's report: give --all")
-    if args.all and (args.results or args.storage):
-        parser().error("--results and --storage name one study's folder; with --all use --runs")
-    if args.collapse_kl <= 0:
-        parser().error("--collapse-kl must be positive")
-    if args.smooth < 0:
-        parser().error("--smooth must be 0 (no smoothing) or a number of logged iterations")
+    try:
+        args = parser().parse_args(argv)
+    except cli.UsageError as error:
+        return cli.refuse(str(error))
+    problems = _argument_problems(args)
+    if problems:
+        return cli.refuse(problems)
     rule = CollapseRule(kl_max=args.collapse_kl)
     options = plots.Options(args.smooth, args.per_seed)
     baselines = not args.no_baselines
@@ -299,8 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary, reports, skipped = build_all(args.runs, rule=rule, export_format=args.export,
                                                   publish=args.publish, baselines=baselines, options=options)
         except ReportError as error:
-            print(error, file=sys.stderr)
-            return 2
+            return cli.refuse(str(error))
         for line in skipped:
             print(line, file=sys.stderr)
         print(f"all studies: {summary}" + (f"\npublished: {Path(args.publish) / 'summary.md'}" if args.publish else ""))
@@ -310,11 +308,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = _load(name, args.results, args.storage, rule)
         html = write_report(page.contents(results, baselines), rule, args.export, options=options)
     except ReportError as error:
-        print(error, file=sys.stderr)
-        return 2
+        return cli.refuse(str(error))
     print(f"{name}: {page.progress_line(results)}")
     print(f"report: {html}\n        {html.with_name('report.md')}")
     return 0
+
+
+def _argument_problems(args: argparse.Namespace) -> list[str]:
+    """Every reason the command line cannot be served, one line each, before anything is read."""
+    problems = []
+    if args.all == bool(args.study):
+        problems.append("name one study, or give --all")
+    if args.publish is not None and not args.all:
+        problems.append("--publish copies every study's report: give --all")
+    if args.all and (args.results or args.storage):
+        problems.append("--results and --storage name one study's folder; with --all use --runs")
+    if not (math.isfinite(args.collapse_kl) and args.collapse_kl > 0):
+        problems.append(f"--collapse-kl {args.collapse_kl}: give a positive, finite number of nats")
+    if args.smooth < 0:
+        problems.append("--smooth must be 0 (no smoothing) or a number of logged iterations")
+    for value, option in ((args.results, "--results"), (args.runs, "--runs")):
+        problem = value is not None and cli.folder_problem(value, option, writing=False)
+        if problem:
+            problems.append(problem)
+    problem = args.publish is not None and cli.folder_problem(args.publish, "--publish")
+    if problem:
+        problems.append(problem)
+    problem = args.storage is not None and storage_problem(args.storage, writing=False)
+    if problem:
+        problems.append(problem)
+    return problems
 
 
 if __name__ == "__main__":

@@ -231,7 +231,7 @@ def dry_run(ctx: Context) -> str:
         lines.append(f"  {run.label:{width}s}  {paper:11s}  key {run.key}  {_changes(own) or '(baseline)'}")
     r = ctx.resources
     lines.append(f"resources ({ctx.profile}): nodes {r.nodes}, GPUs/node {r.gpus_per_node}, CPUs/task "
-                 f"{r.cpus_per_task}, memory {r.mem_gb} GB, time {r.time_min} min, partition "
+                 f"{r.cpus_per_task}, tasks/node {r.tasks}, memory {r.mem_gb:g} GB, time {r.time_min} min, partition "
                  f"{r.partition or '(cluster default)'}, array parallelism {r.array_parallelism}, "
                  f"signal {r.signal_delay_s} s before the limit, {r.max_timeouts} requeues on time limit")
     if ctx.cluster == "slurm":
@@ -276,7 +276,12 @@ def submit(ctx: Context, ledger: Ledger, todo: list[status.RunStatus]) -> list[s
 
     if ctx.cluster == "slurm":
         specs = [job_spec for prepare in preparers if (job_spec := prepare())]
-        jobs = launch.submit_slurm(ex, specs)
+        try:
+            jobs = launch.submit_slurm(ex, specs)
+        except launch.SubmitError as error:  # sbatch's own words; the refused runs stay missing
+            print(error, file=sys.stderr, flush=True)
+            jobs = error.jobs
+            failed.extend(s.label for s in specs[len(jobs):])
         for job_spec, job in zip(specs, jobs):
             submitted(job_spec, job)
         print(f"submitted {len(jobs)} run(s): job ids {', '.join(j.job_id for j in jobs) or '-'}; logs in {folder}")

@@ -8,7 +8,8 @@ from torch import nn
 from benchmarks.run import synthetic_data
 from core.distributed import DistEnv
 from core.model import build_network, float32_attention
-from core.train import PHASES, Trainer, clip_gradients_per_parameter
+from core.optim import clip_gradients_per_parameter
+from core.train import PHASES, Trainer
 from tests.micro import micro_config
 
 

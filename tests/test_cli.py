@@ -15,17 +15,19 @@ import tomli_w
 import benchmarks.run
 import core.baselines
 import core.train
+import reports.build
 import studies.run
 
 REPO = Path(__file__).resolve().parent.parent
 MAINS = {"train": core.train.main, "baselines": core.baselines.main, "study": studies.run.main,
-         "bench": benchmarks.run.main}
-MODULES = {"train": "core.train", "baselines": "core.baselines", "study": "studies.run", "bench": "benchmarks.run"}
+         "bench": benchmarks.run.main, "report": reports.build.main}
+MODULES = {"train": "core.train", "baselines": "core.baselines", "study": "studies.run", "bench": "benchmarks.run",
+           "report": "reports.build"}
 # What each command gets besides a case's options: where it would write (inside the test's folder)
 # and, for studies.run, a study.
 WRITES_TO = {"train": ["--out", "{tmp}/run"], "baselines": [], "study": ["--results", "{tmp}/results"],
-             "bench": ["--out", "{tmp}/bench.json"]}
-ALL = tuple(MAINS)
+             "bench": ["--out", "{tmp}/bench.json"], "report": []}
+ALL = ("train", "baselines", "study", "bench")  # the commands that take --profile and --set
 
 
 def everywhere(*argv: str, on: tuple[str, ...] = ALL) -> dict[str, list[str]]:
@@ -115,6 +117,12 @@ CASES = [
     ("benchmark variants", {"bench": ["--variants", "bf16"]}, ["--variants must start with plain"]),
     ("benchmark GPU batches", {"bench": ["--gpu-batches", "64,abc"]}, ["--gpu-batches 64,abc"]),
     ("benchmark rounds", {"bench": ["--iters", "0"]}, ["--iters 0: give at least 1"]),
+    ("report without a study", {"report": []}, ["name one study, or give --all"]),
+    ("report collapse-kl nan", {"report": ["centering_momentum", "--collapse-kl", "nan"]}, ["--collapse-kl nan"]),
+    ("report runs is a file", {"report": ["--all", "--runs", "{tmp}/file"]}, ["--runs {tmp}/file is a file"]),
+    ("report publish is a file", {"report": ["--all", "--publish", "{tmp}/file"]}, ["--publish {tmp}/file is a file"]),
+    ("report bad storage URL", {"report": ["centering_momentum", "--storage", "sqlite:/x"]}, ["not a database URL"]),
+    ("report unknown option", {"report": ["--bogus"]}, ["unrecognized arguments: --bogus"]),
 ]
 TABLE = [(what, cli, argv, fragments) for what, by_cli, fragments in CASES for cli, argv in by_cli.items()]
 

@@ -1,11 +1,11 @@
 """Reports of real studies whose runs go wrong: no failed run ever blocks a report.
 
 Two micro studies are run once for the module, at the same time. ``mixed`` (local processes, so
-that a job can be signalled) holds a run that finishes, one whose data path does not exist (it
+that a job can be signalled) holds a run that finishes, one whose timm model does not exist (it
 fails before its first metric), one requeued part-way (the time-out signal, as in
 tests/test_studies_local.py) and one SIGKILLed part-way once sacred has recorded its first
 epochs. ``allfailed`` (the debug cluster, in-process) has only failures: a loss that turns NaN in
-its second epoch and, again, a missing data path. The runs that are signalled last 8 and 200
+its second epoch and, again, a timm model that does not exist. The runs that are signalled last 8 and 200
 epochs of 16 iterations: they are still training when the poll that waits for them returns.
 Their reports are read as the launchers wrote them at the end; ``--all`` with studies it cannot
 build, and builds killed while writing, work on copies.
@@ -30,7 +30,8 @@ from tests.conftest import MICRO_SET
 from tests.reports_by_hand import M_AXIS, baselines_by_hand, write_results  # noqa: F401 (an autouse fixture)
 from tests.test_studies_local import REPO, running_with_checkpoint, wait_for
 
-NO_DATA = {"data.path": "/nonexistent/fashion-mnist"}
+# fails in its job before its first metric (the launcher cannot see timm's registry without torch)
+NO_MODEL = {"backbone.name": "vit_no_such_model"}
 LONG = {"data.train_subset": 1024}  # 16 iterations per epoch
 REPORT_FILES = {"report.md", "report.html", "table.csv", "table.tex", "table.md",
                 *(f"plots/{stem}.{fmt}" for stem in ("knn", "entropy_kl", "runs") for fmt in ("png", "svg"))}
@@ -79,10 +80,10 @@ def root(tmp_path_factory) -> Path:
     """The runs folder holding ``mixed/`` and ``allfailed/``, both launched to their end."""
     folder = tmp_path_factory.mktemp("failures")
     mixed = study_file(folder, "mixed", {"killed": {"epochs": 200, **LONG}, "requeued": {"epochs": 8, **LONG},
-                                         "done": {"epochs": 2}, "nodata": {"epochs": 2, **NO_DATA}},
+                                         "done": {"epochs": 2}, "nomodel": {"epochs": 2, **NO_MODEL}},
                        profiles={"tiny": {"resources": {"time_min": 5, "signal_delay_s": 30}}})
     allfailed = study_file(folder, "allfailed", {"nan": {"optim.lr": 1e6, "optim.warmup_epochs": 1, "epochs": 3},
-                                                 "nodata": NO_DATA})
+                                                 "nomodel": NO_MODEL})
     runs = folder / "runs"
     launched = [start(mixed, runs / "mixed", folder / "mixed.log", "--max-parallel", "2"),
                 start(allfailed, runs / "allfailed", folder / "allfailed.log", "--cluster", "debug")]
@@ -114,7 +115,7 @@ def runs_table_line(text: str, label: str) -> str:
 def test_failed_killed_and_requeued_runs_beside_a_finished_one(root):
     html = root / "mixed" / "report" / "report.html"  # written by the launcher at the study's end
     table = pd.read_csv(html.with_name("table.csv"))
-    assert list(table["setting"]) == ["killed", "requeued", "done", "nodata"]
+    assert list(table["setting"]) == ["killed", "requeued", "done", "nomodel"]
     assert list(table["n"]) == [0, 1, 1, 0]
     assert list(table["verdict_status"]) == ["pending", "no comparison", "no comparison", "pending"]
     assert table["top1_mean"].notna().tolist() == [False, True, True, False]
@@ -127,8 +128,8 @@ def test_failed_killed_and_requeued_runs_beside_a_finished_one(root):
     assert f"| run=killed seed=0 | 1 | failed | {killed['epochs_done']}/200 |" in text
     assert killed["error"] in runs_table_line(text, "run=killed seed=0")  # the launcher saw its job die
     assert "| run=requeued seed=0 | 1 | done | 8/8 |" in text
-    assert "| run=nodata seed=0 | 1 | failed | 0/2 | — |" in text
-    assert "DataNotFoundError: Fashion-MNIST not found" in runs_table_line(text, "run=nodata seed=0")
+    assert "| run=nomodel seed=0 | 1 | failed | 0/2 | — |" in text
+    assert "ConfigError: backbone.name='vit_no_such_model'" in runs_table_line(text, "run=nomodel seed=0")
     assert REPORT_FILES <= files(html.parent)
 
 
@@ -139,7 +140,7 @@ def test_frames_keep_their_types_and_read_each_epoch_once(root):
     data = curves(results)
     assert data["epoch"].dtype == float and data["value"].dtype == float
     by_label = {label: part for label, part in data.groupby("label")}
-    assert "run=nodata seed=0" not in by_label  # it logged nothing
+    assert "run=nomodel seed=0" not in by_label  # it logged nothing
     assert len(by_label["run=killed seed=0"]) > 0
     requeued = by_label["run=requeued seed=0"]
     loss = requeued[(requeued["kind"] == "epoch") & (requeued["metric"] == "loss")]
@@ -159,7 +160,7 @@ def test_a_study_whose_every_run_failed_says_so(root):
     assert nan["error"].startswith("NonFiniteLossError: loss is")
     assert f"| run=nan seed=0 | 1 | failed | {nan['epochs_done']}/3 |" in text
     assert nan["error"] in runs_table_line(text, "run=nan seed=0")
-    assert "DataNotFoundError" in runs_table_line(text, "run=nodata seed=0")
+    assert "vit_no_such_model" in runs_table_line(text, "run=nomodel seed=0")
     table = pd.read_csv(html.with_name("table.csv"))
     assert list(table["n"]) == [0, 0] and list(table["verdict_status"]) == ["pending", "pending"]
     assert table["top1_mean"].isna().all()
