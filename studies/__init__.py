@@ -29,6 +29,8 @@ SLURM it must be on a filesystem the compute nodes share)::
       sacred/_sources/               source files sacred stored (deduplicated by hash)
       submitit/<stamp>/<job_id>/     submitit's pickles and logs per submission: <job_id>_<task>_log.out
                                      / .err (job_id "123_4" for task 4 of array 123; a pid locally)
+      baselines/<digest>.json        the random-network and raw-pixel k-NN of one config, measured
+                                     once by the first report that needs it, with its command
       submitit/slots/slot-<i>.lock   local runs: one flock per run allowed to train at once (studies.slots)
 
 Watch a study live: ``optuna-dashboard <results>/ledger.journal`` (``pip install -e '.[dashboard]'``).
@@ -46,12 +48,15 @@ each evaluation. A run's state is its latest attempt's.
 
 Metrics (``metrics.json``, sacred's ``{name: {steps, values, timestamps}}``): ``iteration.<m>``
 every ``log_every`` iterations (step = global iteration) for m in loss, target_entropy, kl, lr,
-weight_decay, momentum, teacher_temp, center_norm, student_entropy; ``epoch.<m>`` (step = epochs done) for the same
-plus epoch_seconds, images_per_second; ``knn.top1``, ``knn.top5``, ``knn.student_top1``,
-``knn.student_top5`` (step = epochs done). A requeued attempt appends to the same file and a retried
-run starts a new attempt folder, so an epoch may appear twice (the job was killed after logging it,
-before its checkpoint, or its newest checkpoint was unreadable): take the last value per step, and
-read a run's curve across its attempts in attempt order.
+weight_decay, momentum, teacher_temp, center_norm, student_entropy; ``epoch.<m>`` (step = epochs
+done) for the same
+plus epoch_seconds, images_per_second; ``knn.top1``, ``knn.top5``, ``knn.linear_top1`` and the
+same with ``student_`` (step = epochs done). A resumed attempt first logs again the epoch and k-NN
+records its checkpoint holds (a requeued segment skips those its file already has), so a SIGKILL
+between a checkpoint and sacred's flush loses no epoch. A requeued attempt appends to the same file
+and a retried run starts a new attempt folder, so an epoch may appear twice (the job was killed
+after logging it, before its checkpoint, or its newest checkpoint was unreadable): take the last
+value per step, and read a run's curve across its attempts in attempt order.
 
 A requeue (preemption or time limit, through submitit's checkpoint) continues the attempt: same
 trial, same sacred folder, one more entry in ``info.json``'s ``segments`` (id ``<run_id>.r<k>``,
