@@ -32,8 +32,8 @@ from studies.spec import flatten
 
 PLAN_FILE = "study.json"
 JOURNAL_FILE = "ledger.journal"
-FINAL = ("knn_top1", "knn_top5", "student_knn_top1", "student_knn_top5", "loss", "target_entropy", "kl",
-         "student_entropy")
+FINAL = ("knn_top1", "knn_top5", "student_knn_top1", "student_knn_top5", "linear_top1", "student_linear_top1",
+         "loss", "target_entropy", "kl", "student_entropy")
 COST = ("wall_seconds", "gpu_hours", "cpu_hours")
 # Fixed, so that a frame of runs that logged nothing has the same dtypes as one of runs that did.
 METRIC_DTYPES = {"run_key": "str", "run_id": "str", "attempt": "int64", "kind": "str", "metric": "str",
@@ -44,6 +44,7 @@ EXPORT_FORMATS = ("csv", "parquet")
 # recorded before the trainer measured the student's k-NN or entropy have no student_* numbers: NaN.
 _LOGGED_AS = {"knn_top1": ("knn", "top1"), "knn_top5": ("knn", "top5"),
               "student_knn_top1": ("knn", "student_top1"), "student_knn_top5": ("knn", "student_top5"),
+              "linear_top1": ("knn", "linear_top1"), "student_linear_top1": ("knn", "student_linear_top1"),
               "loss": ("epoch", "loss"), "target_entropy": ("epoch", "target_entropy"), "kl": ("epoch", "kl"),
               "student_entropy": ("epoch", "student_entropy")}
 

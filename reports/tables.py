@@ -72,6 +72,8 @@ def summary(results: StudyResults, references: References | None = None) -> pd.D
             "paper_diff": top1.mean - paper if paper is not None and paper_scale(results.plan["profile"]) else math.nan,
             "random_init_top1": reference.top1("random_init") if reference else math.nan,
             "raw_pixels_top1": reference.top1("raw_pixels") if reference else math.nan,
+            "linear_top1_mean": _mean(mine["linear_top1"]),
+            "student_linear_top1_mean": _mean(mine["student_linear_top1"]),
             "entropy_mean": _mean(mine["target_entropy"]), "student_entropy_mean": _mean(mine["student_entropy"]),
             "kl_mean": row.kl, "ln_k": _mean(mine["ln_k"]),
             "collapsed_runs": collapsed, "collapse": _collapse_text(mode, collapsed, top1.n),
@@ -126,6 +128,8 @@ def display(results: StudyResults, table: pd.DataFrame) -> tuple[list[str], list
         (STUDENT_TOP1, lambda r: number(r["student_top1_mean"])
          + (f" ({r['student_n']} of {r['n']})" if 0 < r["student_n"] < r["n"] else "")),
         (STUDENT_CI, lambda r: interval(r["student_top1_ci_low"], r["student_top1_ci_high"])),
+        ("linear top-1 (%)", lambda r: number(r["linear_top1_mean"])),
+        ("student linear (%)", lambda r: number(r["student_linear_top1_mean"])),
         ("paper", lambda r: number(r["paper"], 1)),
         ("Δ paper", lambda r: number(r["paper_diff"], signed=True)),
         ("h(P_t)", lambda r: number(r["entropy_mean"], 3)),

@@ -33,10 +33,11 @@ from studies.record import experiment, recorded_run
 # The callback (kind, name) a metric of core.train's result is reported from as it trains.
 _INTERMEDIATE = {"knn_top1": ("knn", "top1"), "knn_top5": ("knn", "top5"),
                  "student_knn_top1": ("knn", "student_top1"), "student_knn_top5": ("knn", "student_top5"),
-                 "loss": ("epoch", "loss")}
+                 "linear_top1": ("knn", "linear_top1"), "loss": ("epoch", "loss")}
 # What of core.train's result (and the job's cost) the ledger keeps as the trial's attributes.
-_RESULT_ATTRS = ("knn_top1", "knn_top5", "student_knn_top1", "student_knn_top5", "loss", "target_entropy", "kl",
-                 "student_entropy", "collapse", "wall_seconds", "gpu_hours", "cpu_hours")
+_RESULT_ATTRS = ("knn_top1", "knn_top5", "student_knn_top1", "student_knn_top5", "linear_top1", "student_linear_top1",
+                 "loss", "target_entropy", "kl", "student_entropy", "collapse", "wall_seconds", "gpu_hours",
+                 "cpu_hours")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from core.typed import flatten
 from studies.resources import KEYS as RESOURCE_KEYS, Resources, update as update_resources
 
 METRICS = {"knn_top1": "maximize", "knn_top5": "maximize", "student_knn_top1": "maximize",
-           "student_knn_top5": "maximize", "loss": "minimize"}
+           "student_knn_top5": "maximize", "linear_top1": "maximize", "loss": "minimize"}
 RESOURCES_FILE = "_resources.toml"
 
 _TOP_KEYS = ("description", "reference", "profile", "metric", "seeds", "set", "axes", "profiles")

@@ -57,3 +57,14 @@ def slurm_partition():
     yield part
     if not already_up:  # leave a cluster someone else started running
         subprocess.run([str(SLURM_DIR / "stop-local-slurm.sh")], check=False, capture_output=True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def hand_seed_noise():
+    """The reports' tests pin their verdicts to a hand noise figure for tiny (0.6 points over 3
+    seeds: a one-seed difference must exceed 4.3027 x 0.6 x sqrt(2) = 3.651), not to the measured
+    one in reports/noise.py, which changes whenever tiny is measured again."""
+    from reports import noise
+    with pytest.MonkeyPatch.context() as patch:  # session-wide: module-scoped reports use it too
+        patch.setitem(noise.SEED_NOISE, "tiny", noise.NoiseFigure(std=0.6, seeds=3, command="by hand"))
+        yield

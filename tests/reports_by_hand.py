@@ -101,7 +101,7 @@ def write_results(results: Path, name: str, axes: list[dict], seeds: list[int], 
         if spec["state"] == "done":
             h, kl = spec.get("h", 2.0), spec.get("kl", 0.5)
             student = {f"student_knn_{k}": spec[f"student_{k}"] for k in ("top1", "top5") if f"student_{k}" in spec}
-            recorded = {k: spec[k] for k in ("collapse",) if k in spec}
+            recorded = {k: spec[k] for k in ("collapse", "linear_top1", "student_linear_top1") if k in spec}
             ledger.complete(number, spec["top1"], {"knn_top1": spec["top1"], "knn_top5": spec["top5"], **student,
                                                    "loss": h + kl, "target_entropy": h, "kl": kl, **recorded, **cost})
         elif spec["state"] == "failed":

@@ -119,3 +119,18 @@ def test_summary_shows_the_student_at_each_study_best_setting(root, tmp_path):
     shutil.copytree(root / "teacher_only", alone / "teacher_only")
     assert build.main(["--all", "--runs", str(alone)]) == 0
     assert "student" not in (alone / "report" / "summary.md").read_text()
+
+
+def test_the_linear_probe_is_a_column_where_runs_recorded_it(tmp_path):
+    write_results(tmp_path / "probe", "probe", [M_AXIS], [0, 1], [
+        done("0.9", 0, 70.0, 90.0, linear_top1=75.0, student_linear_top1=76.0),
+        done("0.9", 1, 72.0, 91.0, linear_top1=78.0, student_linear_top1=77.0),
+        done("0.99", 0, 60.0, 80.0), done("0.99", 1, 61.0, 82.0)])
+    runs = load_study(tmp_path / "probe").runs.set_index(["setting", "seed"])
+    assert runs.loc[("0.9", 1), "linear_top1"] == 78.0 and math.isnan(runs.loc[("0.99", 0), "linear_top1"])
+    build.build_report("probe", tmp_path / "probe")
+    rows = pd.read_csv(tmp_path / "probe" / "report" / "table.csv", dtype={"setting": str}).set_index("setting")
+    assert rows.loc["0.9", "linear_top1_mean"] == 76.5 and rows.loc["0.9", "student_linear_top1_mean"] == 76.5
+    assert math.isnan(rows.loc["0.99", "linear_top1_mean"])  # recorded before the probe existed
+    text = (tmp_path / "probe" / "report" / "report.md").read_text()
+    assert "linear top-1 (%)" in text and "76.50" in text
