@@ -5,7 +5,8 @@ A command refuses bad input before any work and before it creates anything, the 
 command it is: one line on stderr naming the problem and the fix, starting ``error:`` (a study
 file's problems start with the file instead, as a compiler names the file it cannot compile),
 exit status 2, no traceback and no usage text. So the same mistake (``--set epochs``) reads the
-same in ``core.train``, ``core.baselines``, ``studies.run`` and ``benchmarks.run``; all the bad
+same in ``core.train``, ``core.baselines``, ``studies.run`` and ``benchmarks.run`` (``reports.build``
+and ``core.export`` refuse through it too); all the bad
 ``--set`` options of one command line are named in that one line, so they are fixed in one round.
 The paths a command will write, maybe only hours later, are checked up front for the same reason.
 """

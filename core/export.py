@@ -13,7 +13,6 @@ paper evaluates; the projection head is left out, as it serves pre-training only
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import Any
 
 from safetensors.torch import save_file
 
-from core.checkpoint import load_checkpoint
+from core import cli
+from core.checkpoint import CheckpointError, load_checkpoint
 from core.config import DINOConfig
 from core.typed import ConfigError
 
@@ -59,15 +59,16 @@ def export_teacher(run_dir: str | Path, out_dir: str | Path | None = None) -> Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.export", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="python -m core.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a run folder (holding checkpoint.pth)")
     parser.add_argument("--out", default=None, help="folder to write (default: RUN_DIR/export)")
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
+        if args.out is not None and (problem := cli.folder_problem(args.out, "--out")):
+            return cli.refuse(problem)
         out = export_teacher(args.run_dir, args.out)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (ConfigError, CheckpointError) as error:  # cli.UsageError is a ConfigError
+        return cli.refuse(str(error))
     print(f"teacher backbone -> {out / WEIGHTS} (+ {SPEC}: the timm.create_model call)")
     return 0
 

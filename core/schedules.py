@@ -15,10 +15,10 @@ from core.config import DINOConfig, parse_teacher_temp
 def cosine_schedule(base: float, final: float, epochs: int, iters_per_epoch: int,
                     warmup_epochs: float = 0, warmup_start: float = 0.0) -> list[float]:
     """Linear warm-up from ``warmup_start`` to ``base`` over ``warmup_epochs`` (rounded to whole
-    iterations), then a half cosine from ``base`` to ``final``, one value per iteration. The last
-    value is exactly ``final``."""
-    warmup = round(warmup_epochs * iters_per_epoch)
+    iterations, leaving at least one for the decay), then a half cosine from ``base`` to ``final``,
+    one value per iteration. The last value is exactly ``final``."""
     total = epochs * iters_per_epoch
+    warmup = min(round(warmup_epochs * iters_per_epoch), total - 1)
     values = [warmup_start + (base - warmup_start) * i / warmup for i in range(warmup)]
     decay = total - warmup
     for i in range(decay):

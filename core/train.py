@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from core import cli, preflight
 from core.augment import MultiCropAugmentation
-from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.checkpoint import CheckpointError, load_checkpoint, previous_path, save_checkpoint
 from core.collapse import CollapseRule
 from core.config import ConfigError, DINOConfig
 from core.data import DataNotFoundError, DataSplits, build_data
@@ -295,8 +295,8 @@ class Trainer:
             return 0
         if _identity(json.loads(state["config"])) != _identity(self.config.to_dict()):
             raise ResumeMismatchError(
-                f"{path} was written by a different config; resume with the same config, "
-                "or give this run a new output folder (or delete the checkpoint to start over)")
+                f"{path.parent} holds a checkpoint of a different config; resume with the same config, "
+                f"give this run a new output folder, or start over with rm {path} {previous_path(path)}")
         self.student_module.load_state_dict(state["student"])
         self.teacher.load_state_dict(state["teacher"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -374,9 +374,13 @@ def main(argv: list[str] | None = None) -> int:
         result = train(config, out)
     except (ConfigError, DataNotFoundError, ResumeMismatchError, CheckpointError) as error:
         return cli.refuse(str(error))  # refused before any work: one line, exit 2
-    (out / "result.json").write_text(json.dumps(result, indent=2))
-    print(f"k-NN top-1 {result['knn_top1']:.2f}% (student {result['student_knn_top1']:.2f}%)  "
-          f"top-5 {result['knn_top5']:.2f}%  ({result['train_seconds']:.0f}s) -> {out / 'result.json'}")
+    except NonFiniteLossError as error:
+        print(f"error: {error}", file=sys.stderr)  # the input was valid, the training diverged
+        return 1
+    if not (torch.distributed.is_initialized() and torch.distributed.get_rank() != 0):
+        (out / "result.json").write_text(json.dumps(result, indent=2))  # rank 0 only under torchrun
+        print(f"k-NN top-1 {result['knn_top1']:.2f}% (student {result['student_knn_top1']:.2f}%)  "
+              f"top-5 {result['knn_top5']:.2f}%  ({result['train_seconds']:.0f}s) -> {out / 'result.json'}")
     return 0
 
 

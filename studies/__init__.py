@@ -41,7 +41,7 @@ the study's metric, FAIL, or RUNNING; user attributes ``run_key``, ``run_id``, `
 or None), ``profile``, ``cluster``, ``results_dir``, ``run_dir``, ``sacred_dir``, ``job_id``,
 ``submitit_dir``, ``launcher_*``/``job_*``/``worker_*`` (host, pid, pid start: who owns the trial),
 and at the end ``knn_top1``, ``knn_top5`` (the teacher's k-NN), ``student_knn_top1``,
-``student_knn_top5`` (the student's), ``loss``, ``target_entropy``, ``kl``, ``student_entropy``,
+``student_knn_top5`` (the student's), ``linear_top1``, ``student_linear_top1`` (linear probes), ``loss``, ``target_entropy``, ``kl``, ``student_entropy``,
 ``collapse`` (the run's own verdict, ``core.collapse``), ``wall_seconds``, ``gpu_hours``,
 ``cpu_hours``, or ``error`` (one line) on FAIL. Intermediate values: the metric at
 each evaluation. A run's state is its latest attempt's.
@@ -65,8 +65,8 @@ job id, host, start, end, seconds, status REQUEUED/COMPLETED/FAILED); observers 
 ``versions`` (python, torch, torchvision, timm, CUDA, cuDNN, devices), ``slurm`` (the job's
 SLURM_* variables) and the cost, summed over segments: ``wall_seconds``, ``gpus``, ``cpus``,
 ``gpu_hours`` (GPUs x wall hours, 0 on CPU) and ``cpu_hours``; the sacred result (``run.json``)
-holds the trainer's result (knn_top1, knn_top5, student_knn_top1, student_knn_top5, loss,
-target_entropy, kl, epochs, train_seconds)
+holds the trainer's result (knn_top1, knn_top5, student_knn_top1, student_knn_top5, linear_top1,
+student_linear_top1, loss, target_entropy, kl, student_entropy, collapse, epochs, train_seconds)
 plus the same cost. The ledger is authoritative for a run's state: the sacred status of an
 attempt whose job was killed stays RUNNING.
 """

@@ -103,7 +103,11 @@ def test_two_tasks_train_one_ddp_run_as_torchrun_does(slurm_partition, torchrun_
     folder = Path(trial.user_attrs["submitit_dir"])
     script = (folder / f"{job}_submission.sh").read_text()
     assert "#SBATCH --ntasks-per-node=2" in script and "--kill-on-bad-exit=1" in script
-    logs = {rank: (folder / f"{job}_{rank}_log.out").read_text() for rank in (0, 1)}
+    def ended_logs():  # rank 0 reports to the ledger before its task has ended
+        logs = {rank: (folder / f"{job}_{rank}_log.out").read_text() for rank in (0, 1)}
+        return logs if all("Job completed successfully" in log for log in logs.values()) else None
+
+    logs = wait_for(ended_logs, 120, "both tasks' logs to end")
     for rank, log in logs.items():  # each task is its own SLURM task of the one job
         assert f"global_rank={rank}(2)" in log and "Job completed successfully" in log
     # only rank 0 trains in the open: it holds the run folder, records and reports

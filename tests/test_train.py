@@ -99,9 +99,10 @@ def test_teacher_and_student_knn_are_both_recorded(tmp_path):
     result = train(micro_config(epochs=2, **{"teacher.update": "student_copy"}), tmp_path,
                    lambda kind, step, m: events.append((kind, dict(m))), progress=False)
     knn = [m for kind, m in events if kind == "knn"][-1]
-    assert set(knn) == {"top1", "top5", "student_top1", "student_top5"}
+    assert set(knn) == {"top1", "top5", "linear_top1", "student_top1", "student_top5", "student_linear_top1"}
     # a student-copy teacher has the student's weights after every step: the same features
     assert result["student_knn_top1"] == result["knn_top1"] and result["student_knn_top5"] == result["knn_top5"]
+    assert result["student_linear_top1"] == result["linear_top1"]
     ema = train(micro_config(epochs=2), tmp_path / "ema", progress=False)
     assert 0 <= ema["student_knn_top1"] <= ema["student_knn_top5"] <= 100
 
