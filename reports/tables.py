@@ -33,6 +33,7 @@ from studies.spec import value_label
 
 NOT_RUN, NOT_BUILT = "not run", "not built"  # the combined table's "runs" of a study without a report
 STUDENT_TOP1, STUDENT_CI, STUDENT_BEST = "student top-1 (%)", "student 95 % CI", "student k-NN there (± 95 % CI)"
+LINEAR_TOP1, STUDENT_LINEAR = "linear top-1 (%)", "student linear (%)"  # the linear probes, where recorded
 
 
 def cost_unit(results: StudyResults) -> str:
@@ -128,8 +129,8 @@ def display(results: StudyResults, table: pd.DataFrame) -> tuple[list[str], list
         (STUDENT_TOP1, lambda r: number(r["student_top1_mean"])
          + (f" ({r['student_n']} of {r['n']})" if 0 < r["student_n"] < r["n"] else "")),
         (STUDENT_CI, lambda r: interval(r["student_top1_ci_low"], r["student_top1_ci_high"])),
-        ("linear top-1 (%)", lambda r: number(r["linear_top1_mean"])),
-        ("student linear (%)", lambda r: number(r["student_linear_top1_mean"])),
+        (LINEAR_TOP1, lambda r: number(r["linear_top1_mean"])),
+        (STUDENT_LINEAR, lambda r: number(r["student_linear_top1_mean"])),
         ("paper", lambda r: number(r["paper"], 1)),
         ("Δ paper", lambda r: number(r["paper_diff"], signed=True)),
         ("h(P_t)", lambda r: number(r["entropy_mean"], 3)),
@@ -143,7 +144,8 @@ def display(results: StudyResults, table: pd.DataFrame) -> tuple[list[str], list
     header = [name for name, _ in columns]
     total = totals(results)
     rows.append([f"all ({total['attempts']} attempts)"] + [""] * (len(header) - 3) + [hours(total[unit]), ""])
-    return _drop_empty(header, rows, ("paper", "Δ paper", STUDENT_TOP1, STUDENT_CI, "h(P_s)"))
+    return _drop_empty(header, rows, ("paper", "Δ paper", STUDENT_TOP1, STUDENT_CI, LINEAR_TOP1, STUDENT_LINEAR,
+                                      "h(P_s)"))
 
 
 def latex(results: StudyResults, table: pd.DataFrame, sentences: Sequence[str] = ()) -> str:
