@@ -212,7 +212,7 @@ def summary_page(frame: pd.DataFrame, reports: Mapping[str, Path], folder: Path,
 
 def _code_version(frame: pd.DataFrame) -> list[Paragraph]:
     """The commit the studies' runs were made at, named once if they share it."""
-    built = frame[frame["commit"].fillna("") != ""]
+    built = frame[frame["commit"].astype(object).fillna("") != ""]  # all-NaN when no study was built
     commits = list(dict.fromkeys(built["commit"]))
     if not commits:
         return []
