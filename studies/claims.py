@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -27,6 +28,7 @@ from studies.liveness import this_host
 
 LAUNCH_LOCK = "launch.lock"  # in the results folder
 TRAIN_LOCK = "train.lock"  # in a run folder; holds "pid <pid> on <host>" of the job training it
+PROBE_RETRIES = 20  # 2 s of 0.1 s retries before a held run folder counts as in training
 
 
 class FolderInTraining(RuntimeError):
@@ -63,6 +65,11 @@ def training(run_dir: str | Path) -> Iterator[None]:
     folder = Path(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     fd = try_lock(folder / TRAIN_LOCK)
+    for _ in range(PROBE_RETRIES):  # a launcher's ``holder`` probe holds the lock for microseconds
+        if fd is not None:
+            break
+        time.sleep(0.1)
+        fd = try_lock(folder / TRAIN_LOCK)
     if fd is None:
         raise FolderInTraining(f"{folder} is being trained by {holder(folder) or 'another process'}; "
                                "this attempt did not train")
