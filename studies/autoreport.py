@@ -1,14 +1,19 @@
 """A study writes its report without being asked: after a local launch, from the job that
 finishes last on a cluster (the launcher may be long gone by then), and on a rerun that finds
 nothing to launch but a report that is missing or older than the last attempt to end (deleted,
-failed to build, or its launcher was stopped first)."""
+failed to build, or its launcher was stopped first).
+
+The engine does not know who builds reports: its entry point (``studies.run``) hands it the
+builder by name, ``"module:function"`` called as ``function(study, results_dir, storage=...)``,
+and a cluster job receives the same name in its spec, so ``studies`` never imports ``reports``.
+"""
 from __future__ import annotations
 
 import datetime
 import importlib
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
@@ -18,18 +23,22 @@ from studies.ledger import Ledger
 REPORT_PAGE = Path("report") / "report.html"
 
 
-def import_in_background() -> None:
-    """Import the report builder (seaborn, scipy, matplotlib: about a second) on a thread while the
+def resolve(builder: str) -> Callable[..., Path]:
+    """The function a ``"module:function"`` name stands for, imported when first needed."""
+    module, _, function = builder.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def import_in_background(builder: str) -> None:
+    """Import the report builder (seaborn, matplotlib: about a second) on a thread while the
     runs train, so that the report written at the end costs only its own drawing."""
-    threading.Thread(target=importlib.import_module, args=("reports.build",), daemon=True).start()
+    threading.Thread(target=importlib.import_module, args=(builder.partition(":")[0],), daemon=True).start()
 
 
-def write_report(study: str, results_dir: Path, storage: str) -> Path | None:
+def write_report(builder: str, study: str, results_dir: Path, storage: str) -> Path | None:
     """Build the study's report; a report problem is printed, never raised into the study."""
-    from reports.build import build_report  # here: reports imports studies, not the reverse
-
     try:
-        path = build_report(study, results_dir, storage=storage)
+        path = resolve(builder)(study, results_dir, storage=storage)
     except Exception as error:  # the runs are recorded whatever happens to the page
         print(f"report not written ({type(error).__name__}: {error}); "
               f"rebuild it with: python -m reports.build {study} --results {results_dir}")
@@ -38,12 +47,13 @@ def write_report(study: str, results_dir: Path, storage: str) -> Path | None:
     return path
 
 
-def write_report_if_finished(study: str, results_dir: Path, storage: str, ledger: Ledger) -> None:
+def write_report_if_finished(builder: str, study: str, results_dir: Path, storage: str, ledger: Ledger) -> None:
     if not any(t.state == TrialState.RUNNING for t in ledger.trials()):
-        write_report(study, results_dir, storage)
+        write_report(builder, study, results_dir, storage)
 
 
-def write_report_if_stale(study: str, results_dir: Path, storage: str, trials: Sequence[FrozenTrial]) -> None:
+def write_report_if_stale(builder: str, study: str, results_dir: Path, storage: str,
+                          trials: Sequence[FrozenTrial]) -> None:
     """Rebuild the report if it is missing or older than the last attempt to end, once no
     attempt is still running (whoever waits for that one writes the report when it ends)."""
     if any(t.state == TrialState.RUNNING for t in trials):
@@ -54,4 +64,4 @@ def write_report_if_stale(study: str, results_dir: Path, storage: str, trials: S
     page = results_dir / REPORT_PAGE
     if page.is_file() and datetime.datetime.fromtimestamp(page.stat().st_mtime) >= max(ended):
         return
-    write_report(study, results_dir, storage)
+    write_report(builder, study, results_dir, storage)

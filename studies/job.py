@@ -56,6 +56,7 @@ class JobSpec:
     observers: Mapping[str, str]
     threads: int  # torch's intra-op threads: the CPUs the scheduler gave the task
     slots: tuple[str, ...] = ()  # local runs: the lock files of the launcher's slots (studies.slots)
+    report_builder: str = ""  # "module:function" the last job on a cluster builds the report with
 
 
 class RunJob(submitit.helpers.Checkpointable):
@@ -130,6 +131,7 @@ class RunJob(submitit.helpers.Checkpointable):
             return result
         ledger.complete(spec.trial, value, {k: result[k] for k in _RESULT_ATTRS if k in result})
         print(f"{spec.label}: {spec.metric} = {value:.2f}", flush=True)
-        if env.cluster == "slurm":  # locally the launcher writes it once every run has ended
-            write_report_if_finished(spec.study, Path(spec.sacred_root).parent, spec.storage, ledger)
+        if env.cluster == "slurm" and spec.report_builder:  # locally the launcher writes it at the end
+            write_report_if_finished(spec.report_builder, spec.study, Path(spec.sacred_root).parent,
+                                     spec.storage, ledger)
         return result
