@@ -1,5 +1,8 @@
-"""Measured performance of the trainer, the k-NN evaluation and the study engine.
+"""Measured performance of the trainer, the k-NN evaluation, the data loader and the study engine.
 
-``python -m benchmarks.run`` prints a table and writes every figure as JSON under
-``benchmarks/results/``; see ``benchmarks/run.py``.
+``python -m benchmarks.run`` (the command line, ``run.py``) prints a table and writes every figure
+as JSON under ``benchmarks/results/``. One module per section: ``step`` (the training step per
+precision and compile variant), ``knn``, ``loader`` (decode + crop per core), ``study`` (what the
+engine adds to its runs), ``learn`` (same k-NN, fast vs plain); ``measure`` holds the timers,
+counters and synthetic data they share, ``report`` the Markdown table.
 """

@@ -5,7 +5,7 @@ import contextlib
 import torch
 from torch import nn
 
-from benchmarks.run import synthetic_data
+from benchmarks.measure import synthetic_data
 from core.distributed import DistEnv
 from core.model import build_network, float32_attention
 from core.optim import clip_gradients_per_parameter
