@@ -53,9 +53,18 @@ from typing import Iterator, Sequence
 
 from core import cli
 from core.collapse import CollapseRule
+from core.files import write_text_atomic
 from reports import document, page, plots, tables
 from reports.fmt import tex
-from reports.load import EXPORT_FORMATS, PLAN_FILE, ReportError, StudyResults, default_results, export, load_study
+from reports.load import (
+    EXPORT_FORMATS,
+    PLAN_FILE,
+    ReportError,
+    StudyResults,
+    default_results,
+    export,
+    load_study,
+)
 from reports.noise import SEED_NOISE
 from reports.plots import knn, runs, training
 from studies import spec
@@ -103,9 +112,9 @@ def _write_files(report: page.Contents, rule: CollapseRule, export_format: str |
     header, rows = tables.display(results, table)
     notes = [document.Paragraph([" ".join(report.notes)])] if report.notes else []
     files = {"table.csv": folder / "table.csv", "table.tex": folder / "table.tex", "table.md": folder / "table.md"}
-    _write(files["table.csv"], table.to_csv(index=False))
-    _write(files["table.tex"], tables.latex(results, table, report.notes))
-    _write(files["table.md"], document.markdown([document.Table(header, rows), *notes], folder))
+    write_text_atomic(files["table.csv"], table.to_csv(index=False))
+    write_text_atomic(files["table.tex"], tables.latex(results, table, report.notes))
+    write_text_atomic(files["table.md"], document.markdown([document.Table(header, rows), *notes], folder))
     if export_format:
         files.update({path.name: path for path in export(results, folder / "data", export_format)})
     noise = SEED_NOISE.get(results.plan["profile"])
@@ -121,10 +130,10 @@ def _write_files(report: page.Contents, rule: CollapseRule, export_format: str |
             paths = plots.save(fig, folder / "plots", stem, formats)
             figures.append(document.Figure(paths["png"], page.TITLES[stem], caption, paths.get("svg")))
     blocks = page.study_page(report, figures, files, folder, rule, portable)
-    _write(folder / "report.md", document.markdown(blocks, folder))
+    write_text_atomic(folder / "report.md", document.markdown(blocks, folder))
     if portable:
         return "report.md"
-    _write(folder / "report.html", document.to_html(blocks, f"{results.name}: DINO ablation report", folder))
+    write_text_atomic(folder / "report.html", document.to_html(blocks, f"{results.name}: DINO ablation report", folder))
     return "report.html"
 
 
@@ -236,24 +245,17 @@ def build_all(runs_root: str | Path = "runs", *, rule: CollapseRule = CollapseRu
 def write_summary(folder: Path, frame, reports: dict[str, Path], portable: bool = False) -> Path:
     header, rows = tables.combined_display(frame)
     files = {"summary.csv": folder / "summary.csv", "summary.tex": folder / "summary.tex"}
-    _write(files["summary.csv"], frame.to_csv(index=False))
+    write_text_atomic(files["summary.csv"], frame.to_csv(index=False))
     caption = tex("DINO ablations: each study's best setting here and in the paper, agreement with the paper, "
                   "collapse and cost.")
-    _write(files["summary.tex"], tables.tabular([tex(h) for h in header], [[tex(c) for c in row] for row in rows],
+    write_text_atomic(files["summary.tex"], tables.tabular([tex(h) for h in header], [[tex(c) for c in row] for row in rows],
                                                 "l" * len(header), caption, "all-studies"))
     blocks = page.summary_page(frame, reports, folder, files)
-    _write(folder / "summary.md", document.markdown(blocks, folder))
+    write_text_atomic(folder / "summary.md", document.markdown(blocks, folder))
     if portable:
         return folder / "summary.md"
-    _write(folder / "summary.html", document.to_html(blocks, "DINO ablations: all studies", folder))
+    write_text_atomic(folder / "summary.html", document.to_html(blocks, "DINO ablations: all studies", folder))
     return folder / "summary.html"
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
 
 
 def parser() -> argparse.ArgumentParser:

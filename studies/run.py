@@ -30,10 +30,14 @@ from optuna.trial import TrialState
 
 from core import cli
 from core.config import ConfigError
+from core.files import write_text_atomic
 from core.profiles import profile_config
 from studies import claims, launch, liveness, plan, slots, spec, status
-from studies.job import JobSpec, RunJob
 from studies.autoreport import import_in_background, write_report, write_report_if_stale
+from studies.job import JobSpec, RunJob
+
+# The engine's "on finished": the one place the studies engine names the report builder.
+REPORT_BUILDER = "reports.build:build_report"
 from studies.ledger import Ledger, storage_problem
 from studies.record import observer_options
 from studies.spec import Resources, SpecError, Study
@@ -139,14 +143,14 @@ def launch_missing(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], r
         print(f"nothing to submit ({before})")
         if not retry_failed and any(r.state == "failed" for r in rows):
             print("failed runs are rerun with --retry-failed")
-        write_report_if_stale(ctx.study.name, ctx.results, ctx.storage, ledger.trials())
+        write_report_if_stale(REPORT_BUILDER, ctx.study.name, ctx.results, ctx.storage, ledger.trials())
         print(f"results: {ctx.results}")
         return 0
     print(f"{ctx.study.name}: launching {len(todo)} {wanted} run(s) on {ctx.cluster} "
           f"(profile {ctx.profile}); before: {before}")
     write_plan(ctx)
     if ctx.cluster != "slurm":  # on SLURM the last job to finish writes the report
-        import_in_background()
+        import_in_background(REPORT_BUILDER)
     try:
         failed = submit(ctx, ledger, todo)
     except KeyboardInterrupt:  # Ctrl-C reaches the local jobs too: they stop and report FAIL
@@ -155,7 +159,7 @@ def launch_missing(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], r
         return 130
     print(status.table(status.statuses(ctx.runs, ledger.attempts()), ctx.study.metric))
     if ctx.cluster != "slurm":  # on SLURM the last job to finish writes it
-        write_report(ctx.study.name, ctx.results, ctx.storage)
+        write_report(REPORT_BUILDER, ctx.study.name, ctx.results, ctx.storage)
     print(f"results: {ctx.results}  (ledger: {ctx.storage}; sacred runs: {ctx.results / 'sacred'})")
     if ctx.cluster == "slurm":
         again = [a for a in argv if a != "--retry-failed"]
@@ -331,7 +335,7 @@ def _preparer(ctx: Context, ledger: Ledger, row: status.RunStatus):
         return JobSpec(study=ctx.study.name, storage=ctx.storage, trial=number, run_id=run_id, label=run.label,
                        metric=ctx.study.metric, config=run.config.to_dict(), run_dir=run_dir,
                        sacred_root=str(sacred_root), observers=ctx.observers,
-                       threads=ctx.resources.cpus_per_task, slots=slot_files)
+                       threads=ctx.resources.cpus_per_task, slots=slot_files, report_builder=REPORT_BUILDER)
     return prepare
 
 
@@ -348,11 +352,8 @@ def write_plan(ctx: Context) -> None:
         "runs": [{"key": r.key, "label": r.label, "axes": dict(r.axes), "seed": r.seed, "paper": r.paper,
                   "name": r.name} for r in ctx.runs],
     }
-    # through a rename: another launcher of the study, or a report being built, may read it now
-    path = ctx.results / "study.json"
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(plan_data, indent=2))
-    os.replace(tmp, path)
+    # another launcher of the study, or a report being built, may read it now
+    write_text_atomic(ctx.results / "study.json", json.dumps(plan_data, indent=2))
 
 
 def _changes(changes: dict[str, tuple[Any, Any]]) -> str:
