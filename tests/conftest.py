@@ -9,18 +9,9 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from tests.helpers import MICRO_SET
+
 SLURM_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "slurm"
-
-# Studies that train for seconds: the smallest real DINO setup (see tests/micro.py), no warm-ups,
-# fp32 (bf16 on CPU spends about 8 s compiling kernels in each new process).
-MICRO_SET = {
-    "backbone.embed_dim": 32, "backbone.depth": 1, "backbone.num_heads": 2, "backbone.patch_size": 8,
-    "head.hidden_dim": 64, "head.bottleneck_dim": 32, "head.out_dim": 64, "crops.n_local": 2,
-    "data.train_subset": 128, "batch_size": 64, "epochs": 3, "optim.warmup_epochs": 0,
-    "loss.teacher_temp_warmup_epochs": 0, "log_every": 1, "eval.max_memory": 1000, "eval.max_queries": 300,
-    "precision": "fp32",
-}
-
 
 @pytest.fixture
 def write_study(tmp_path):

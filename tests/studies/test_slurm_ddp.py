@@ -16,9 +16,9 @@ from optuna.trial import TrialState
 
 from studies import plan, spec
 from studies.run import main
-from tests.conftest import MICRO_SET
-from tests.test_distributed import _free_port
-from tests.test_studies_local import REPO, SLOW_EPOCHS, by_label, checkpoint_epoch, epoch_steps, sacred, trials, \
+from tests.helpers import MICRO_SET
+from tests.helpers import free_port
+from tests.helpers import REPO, SLOW_EPOCHS, by_label, checkpoint_epoch, epoch_steps, sacred, trials, \
     wait_for
 
 pytestmark = pytest.mark.slurm
@@ -58,7 +58,7 @@ def torchrun_result(tmp_path_factory):
     folder = tmp_path_factory.mktemp("torchrun")
     (run,) = plan.expand(spec.load(str(write_ddp_study(folder, "reference"))), "tiny")
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--master-port", str(_free_port()), "--no-python", sys.executable, "-c", _TORCHRUN_SCRIPT,
+                          "--master-port", str(free_port()), "--no-python", sys.executable, "-c", _TORCHRUN_SCRIPT,
                           json.dumps(run.config.to_dict()), str(folder / "run")],
                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=REPO,
                          timeout=600)

@@ -16,7 +16,7 @@ from core.crops import MultiCropImages, random_resized_crop, sample_box
 from core.data import build_data
 from core.loss import DINOLoss
 from core.model import build_network
-from tests.micro import micro_config
+from tests.helpers import micro_config
 
 RATIO = (3 / 4, 4 / 3)
 SHAPES = [(375, 500), (500, 375)]  # (height, width): landscape and portrait

@@ -11,7 +11,7 @@ from core.data import build_data
 from core.export import SPEC, WEIGHTS, main
 from core.model import build_network
 from core.train import CHECKPOINT, train
-from tests.micro import micro_config
+from tests.helpers import micro_config
 
 
 def test_exported_teacher_reloads_in_timm_with_the_same_features(tmp_path, capsys):

@@ -1,7 +1,7 @@
 """A report from a real tiny study, and its HTML page rendered by a real headless browser.
 
 The shipped ``collapse`` study is run once per test session, shrunk to seconds per run (the
-model of tests/micro.py, 2 epochs of 2 iterations, a small k-NN) with 2 seeds so its table has
+model of tests/helpers.py, 2 epochs of 2 iterations, a small k-NN) with 2 seeds so its table has
 intervals; the debug cluster runs the 6 trainings in one process, which saves the per-job torch
 start-up (about 10 s a run) while keeping the engine's real ledger and sacred recording.
 """
@@ -22,7 +22,7 @@ from reports.build import build_report
 from reports.load import curves, load_study
 from studies.ledger import open_storage
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SHRINK = {"backbone.embed_dim": 16, "backbone.depth": 1, "backbone.num_heads": 2, "backbone.patch_size": 8,
           "head.hidden_dim": 32, "head.bottleneck_dim": 16, "head.out_dim": 32, "crops.n_local": 1,
           "data.train_subset": 64, "batch_size": 32, "epochs": 2, "optim.warmup_epochs": 0,

@@ -10,7 +10,7 @@ from core.distributed import DistEnv
 from core.model import build_network, float32_attention
 from core.optim import clip_gradients_per_parameter
 from core.train import PHASES, Trainer
-from tests.micro import micro_config
+from tests.helpers import micro_config
 
 
 def test_step_times_every_phase_in_order():

@@ -21,12 +21,6 @@ def _batch():
     return torch.randn(6 * BATCH, K, generator=g), torch.randn(2 * BATCH, K, generator=g) + 2.0
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank, port, out):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     student, teacher = _batch()
@@ -43,7 +37,7 @@ def _worker(rank, port, out):
 
 
 def test_two_process_center_equals_single_process(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     student, teacher = _batch()
     single = DINOLoss(K, center_momentum=0.9)
     single(student, teacher, 0.04)
@@ -56,13 +50,13 @@ def test_two_process_center_equals_single_process(tmp_path):
 def test_train_under_torchrun_two_processes(tmp_path):
     """A whole micro training as two gloo processes launched by torchrun, as on a cluster node."""
     script = (
-        "import json, sys; from tests.micro import micro_config; from core.train import train;"
+        "import json, sys; from tests.helpers import micro_config; from core.train import train;"
         "r = train(micro_config(epochs=1), sys.argv[1], progress=False);"
         "import torch.distributed as d; print('RESULT', d.get_rank(), json.dumps(r))"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--master-port", str(_free_port()), "--no-python",
+                          "--master-port", str(free_port()), "--no-python",
                           sys.executable, "-c", script, str(tmp_path)],
                          capture_output=True, text=True, env=env, cwd=os.getcwd(), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -80,7 +74,7 @@ import torch, torch.distributed as d
 from core.train import CHECKPOINT, Trainer, train
 from core.data import build_data
 from core.distributed import init_distributed
-from tests.micro import micro_config
+from tests.helpers import micro_config
 
 config = micro_config(epochs=2, precision="fp32")
 straight, resumed = sys.argv[1], sys.argv[2]
@@ -112,7 +106,7 @@ def test_two_process_resume_draws_per_rank_views_and_equals_no_stop(tmp_path):
     run ends with exactly the metrics of the uninterrupted one."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--master-port", str(_free_port()), "--no-python", sys.executable, "-c",
+                          "--master-port", str(free_port()), "--no-python", sys.executable, "-c",
                           _RESUME_SCRIPT, str(tmp_path / "straight"), str(tmp_path / "resumed")],
                          capture_output=True, text=True, env=env, cwd=os.getcwd(), timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

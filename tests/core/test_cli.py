@@ -18,7 +18,7 @@ import core.train
 import reports.build
 import studies.run
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MAINS = {"train": core.train.main, "baselines": core.baselines.main, "study": studies.run.main,
          "bench": benchmarks.run.main, "report": reports.build.main}
 MODULES = {"train": "core.train", "baselines": "core.baselines", "study": "studies.run", "bench": "benchmarks.run",

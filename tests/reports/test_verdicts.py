@@ -1,5 +1,5 @@
 """Verdicts that respect noise: a row agrees or differs with the paper only when its seeds resolve
-the difference, from hand-made results folders (tests/test_reports.py writes them the way the
+the difference, from hand-made results folders (tests/reports/by_hand.py writes them the way the
 studies engine does). Expected numbers are literals computed by hand from a printed t table:
 t(0.975, 2) = 4.3027, t(22) = 2.0739, t(24) = 2.0639, t(34) = 2.0322, t(36) = 2.0281; the seed
 noise of tiny (reports/noise.py) is std 0.6 over 3 seeds, so two one-seed settings are resolved
@@ -16,7 +16,7 @@ import pytest
 
 from reports import build, noise
 from reports.stats import difference, summarize
-from tests.reports_by_hand import baselines_by_hand, write_results  # noqa: F401 (an autouse fixture)
+from tests.reports.by_hand import baselines_by_hand, write_results  # noqa: F401 (an autouse fixture)
 
 CENTERING = {"name": "m", "key": "loss.center_momentum", "labels": ["0", "0.9", "0.99", "0.999"],
              "paper": [69.1, 69.7, 69.4, 0.1],

@@ -4,12 +4,11 @@ from __future__ import annotations
 import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from studies.slots import slot_files
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 HOLD = ("import sys, time\nfrom studies.slots import acquire\nacquire(tuple(sys.argv[1:]))\n"
         "print('holding', flush=True)\ntime.sleep(120)\n")
 
@@ -32,9 +31,7 @@ def test_n_slots_admit_n_processes_and_a_killed_holder_frees_its_slot(tmp_path):
         procs.append(holder(files))
         assert not says_holding(procs[2], 3.0)  # both slots taken: the third waits
         procs[0].kill()  # SIGKILL: no clean-up code runs, the kernel drops the lock
-        started = time.time()
-        assert says_holding(procs[2], 30)
-        assert time.time() - started < 5
+        assert says_holding(procs[2], 30)  # long before the killed holder's 120 s would have ended
     finally:
         for proc in procs:
             proc.kill()

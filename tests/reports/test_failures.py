@@ -3,7 +3,7 @@
 Two micro studies are run once for the module, at the same time. ``mixed`` (local processes, so
 that a job can be signalled) holds a run that finishes, one whose timm model does not exist (it
 fails before its first metric), one requeued part-way (the time-out signal, as in
-tests/test_studies_local.py) and one SIGKILLed part-way once sacred has recorded its first
+tests/studies/test_local.py) and one SIGKILLed part-way once sacred has recorded its first
 epochs. ``allfailed`` (the debug cluster, in-process) has only failures: a loss that turns NaN in
 its second epoch and, again, a timm model that does not exist. The runs that are signalled last 8 and 200
 epochs of 16 iterations: they are still training when the poll that waits for them returns.
@@ -26,9 +26,9 @@ import tomli_w
 
 from reports import build
 from reports.load import METRIC_DTYPES, curves, load_study
-from tests.conftest import MICRO_SET
-from tests.reports_by_hand import M_AXIS, baselines_by_hand, write_results  # noqa: F401 (an autouse fixture)
-from tests.test_studies_local import REPO, running_with_checkpoint, wait_for
+from tests.helpers import MICRO_SET
+from tests.reports.by_hand import M_AXIS, baselines_by_hand, write_results  # noqa: F401 (an autouse fixture)
+from tests.helpers import REPO, running_with_checkpoint, wait_for
 
 # fails in its job before its first metric (the launcher cannot see timm's registry without torch)
 NO_MODEL = {"backbone.name": "vit_no_such_model"}
@@ -194,7 +194,7 @@ def test_all_skips_a_study_it_cannot_build_and_builds_the_others(root, tmp_path,
 
 def test_hand_made_studies_with_no_metric_or_no_attempt_at_all(tmp_path):
     """Beyond the real runs: every run failed before its first metric, and a launch that died
-    after writing study.json but before its first attempt (tests/test_reports.py's writer)."""
+    after writing study.json but before its first attempt (tests/reports/by_hand.py's writer)."""
     failed = [{"labels": {"m": m}, "seed": 0, "state": "failed", "epochs": (1, 0)} for m in M_AXIS["labels"]]
     for name, attempts, line in (("nometric", failed, "0 of 3 runs done (0 running, 3 failed, 0 missing); every run"),
                                  ("nothing", [], "0 of 3 runs done (0 running, 0 failed, 3 missing); the tables")):

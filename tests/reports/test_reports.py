@@ -1,6 +1,6 @@
 """Reports from hand-made results folders whose expected numbers were computed by hand.
 
-Each folder is written the way the studies engine writes one (tests/reports_by_hand.py), so these
+Each folder is written the way the studies engine writes one (tests/reports/by_hand.py), so these
 tests pin the numbers without training anything. The expected means, standard deviations and
 t-intervals below are literals computed by hand (t quantiles from a printed table:
 t(0.975, 1) = 12.7062, t(0.975, 2) = 4.3027), not by the code under test.
@@ -18,7 +18,7 @@ from core.collapse import CollapseRule
 from reports import build
 from reports.load import curves, load_study
 from reports.stats import summarize, t_quantile
-from tests.reports_by_hand import M_AXIS, baselines_by_hand, write_results  # noqa: F401 (an autouse fixture)
+from tests.reports.by_hand import M_AXIS, baselines_by_hand, write_results  # noqa: F401 (an autouse fixture)
 
 @pytest.fixture(scope="module")
 def momentum_study(tmp_path_factory) -> Path:

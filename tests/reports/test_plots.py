@@ -1,5 +1,5 @@
 """The figures, checked as matplotlib artists (panels, tick labels, lines and their data, scales,
-legends), from hand-made results folders (tests/test_reports.py writes them the way the studies
+legends), from hand-made results folders (tests/reports/by_hand.py writes them the way the studies
 engine does; its stand-in for core.baselines gives a random network 54 + the patch size, raw
 pixels 83.5). Expected values are literals: what ran, the paper's value, the references.
 """
@@ -21,7 +21,7 @@ from reports import labels, page
 from reports.load import load_study
 from reports.noise import SEED_NOISE
 from reports.plots import COLOURS, Options, knn, runs, training
-from tests.reports_by_hand import IPE, K, baselines_by_hand, write_results  # noqa: F401 (an autouse fixture)
+from tests.reports.by_hand import IPE, K, baselines_by_hand, write_results  # noqa: F401 (an autouse fixture)
 
 PATCH = {"name": "patch", "key": "backbone.patch_size", "labels": ["16", "8", "5"], "paper": [74.5, 78.3, None],
          "set": {"16": {"backbone.patch_size": 16}, "8": {"backbone.patch_size": 8}, "5": {"backbone.patch_size": 4}}}

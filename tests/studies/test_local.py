@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,68 +17,8 @@ from optuna.trial import TrialState
 from studies.ledger import open_storage
 from studies.liveness import process_start
 from studies.run import main
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def trials(results: Path, name: str) -> list[optuna.trial.FrozenTrial]:
-    study = optuna.load_study(study_name=name, storage=open_storage(str(results / "ledger.journal")))
-    return study.get_trials()
-
-
-def by_label(results: Path, name: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
-    found: dict[str, list] = {}
-    for t in sorted(trials(results, name), key=lambda t: t.user_attrs["attempt"]):
-        found.setdefault(t.user_attrs["label"], []).append(t)
-    return found
-
-
-def sacred(trial, name: str):
-    return json.loads((Path(trial.user_attrs["sacred_dir"]) / name).read_text())
-
-
-def epoch_steps(trial) -> list[int]:
-    return sacred(trial, "metrics.json")["epoch.loss"]["steps"]
-
-
-def checkpoint_epoch(run_dir: str) -> int:
-    path = Path(run_dir) / "checkpoint.pth"
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
-    except (FileNotFoundError, EOFError, RuntimeError):
-        return 0
-
-
-# 16 iterations per epoch instead of 2: the tests below act on a run while it trains, and at 2
-# iterations a whole run (about a second) can end between two polls of the ledger.
-SLOW_EPOCHS = {"data.train_subset": 1024}
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def launcher(*argv) -> subprocess.Popen:
-    """``python -m studies.run`` in its own process (so a test can kill it)."""
-    return subprocess.Popen([sys.executable, "-m", "studies.run", *map(str, argv)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def running_with_checkpoint(results: Path, name: str, count: int, min_epoch: int):
-    """The RUNNING trials once ``count`` of them train past ``min_epoch`` epochs, else None."""
-    try:
-        running = [t for t in trials(results, name) if t.state == TrialState.RUNNING]
-    except KeyError:  # the launcher has not created the study yet
-        return None
-    ready = [t for t in running if "worker_pid" in t.user_attrs
-             and checkpoint_epoch(t.user_attrs["run_dir"]) >= min_epoch]
-    return ready if len(ready) >= count else None
+from tests.helpers import REPO, SLOW_EPOCHS, by_label, checkpoint_epoch, epoch_steps, launcher, running_with_checkpoint, sacred, \
+    trials, wait_for
 
 
 def test_local_study_runs_records_skips_and_retries_only_failures(write_study, tmp_path, capsys):
@@ -161,8 +99,10 @@ def test_next_run_starts_up_while_one_trains_but_never_trains_alongside(write_st
 
     def utc(iso: str) -> datetime:
         return datetime.fromisoformat(iso).replace(tzinfo=timezone.utc)
-    spans = [(utc(sacred(t, "run.json")["start_time"]), utc(sacred(t, "run.json")["stop_time"])) for t in runs]
-    assert runs[1].datetime_start.astimezone(timezone.utc) < spans[0][1]  # started up during run 1
+    # in the order they trained, which need not be the trials' order: a run that starts up later
+    # may reach the slot first on a loaded machine
+    spans = sorted((utc(sacred(t, "run.json")["start_time"]), utc(sacred(t, "run.json")["stop_time"])) for t in runs)
+    assert runs[1].datetime_start.astimezone(timezone.utc) < spans[0][1]  # started up during the first training
     for (_, stop), (start, _) in zip(spans, spans[1:]):
         assert start >= stop  # but trained only once the previous run had ended
 

@@ -1,4 +1,4 @@
-"""The student's k-NN beside the teacher's, from hand-made results folders (tests/test_reports.py
+"""The student's k-NN beside the teacher's, from hand-made results folders (tests/reports/by_hand.py
 writes them the way the studies engine does; the expected numbers are hand-computed literals,
 t(0.975, 1) = 12.7062 and t(0.975, 2) = 4.3027 from a printed table).
 
@@ -16,7 +16,7 @@ import pytest
 
 from reports import build
 from reports.load import load_study
-from tests.reports_by_hand import M_AXIS, baselines_by_hand, write_results  # noqa: F401 (an autouse fixture)
+from tests.reports.by_hand import M_AXIS, baselines_by_hand, write_results  # noqa: F401 (an autouse fixture)
 
 
 def done(m: str, seed: int, top1: float, top5: float, **student) -> dict:

@@ -16,7 +16,7 @@ from core.train import CHECKPOINT, NonFiniteLossError, ResumeMismatchError, Trai
 from core.profiles import profile_config
 from core.train import default_run_dir
 from core.train import main as train_main
-from tests.micro import micro_config
+from tests.helpers import micro_config
 
 
 class Interrupted(Exception):
@@ -170,7 +170,7 @@ def test_print_config_round_trips_and_default_folders_differ_per_config(capsys):
 def test_a_run_records_its_own_collapse_verdict(tmp_path):
     """The run records the verdict of the collapse rule on its own final h(P_t) and KL, so the
     ledger, the dashboard and the reports read one decision (the rule's thresholds are tested
-    on hand values in tests/test_reports.py)."""
+    on hand values in tests/reports/test_reports.py)."""
     result = train(micro_config(epochs=2, **{"loss.sharpening": False}), tmp_path, progress=False)
     assert result["collapse"] == CollapseRule().classify(result["target_entropy"], result["kl"], 64)
     assert result["collapse"] in ("none", "one dimension", "uniform", "other")

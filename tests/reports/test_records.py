@@ -1,6 +1,6 @@
 """What each run recorded of itself (its collapse verdict, the student's entropy) read back first,
 and the published copy: no machine's paths or host names, one name for the code commit.
-Hand-made results folders (tests/test_reports.py); expected values are literals.
+Hand-made results folders (tests/reports/by_hand.py); expected values are literals.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from core.collapse import CollapseRule
 from reports import build
 from reports.load import load_study
-from tests.reports_by_hand import M_AXIS, baselines_by_hand, write_results  # noqa: F401 (an autouse fixture)
+from tests.reports.by_hand import M_AXIS, baselines_by_hand, write_results  # noqa: F401 (an autouse fixture)
 
 
 def done(m: str, top1: float, **extra) -> dict:

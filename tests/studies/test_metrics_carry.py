@@ -15,8 +15,8 @@ from core.train import train
 from reports.load import curves, load_study
 from studies.record import experiment, recorded_run
 from studies.run import main
-from tests.micro import micro_config
-from tests.test_studies_local import (SLOW_EPOCHS, by_label, checkpoint_epoch, epoch_steps, launcher,
+from tests.helpers import micro_config
+from tests.helpers import (SLOW_EPOCHS, by_label, checkpoint_epoch, epoch_steps, launcher,
                                       running_with_checkpoint, sacred, wait_for)
 
 EPOCHS = 12

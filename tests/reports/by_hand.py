@@ -38,7 +38,7 @@ def measure_by_hand(config: dict) -> dict:
 @pytest.fixture(autouse=True, scope="module")
 def baselines_by_hand():
     """Hand-made studies record tiny's full k-NN config, which takes a minute of CPU per baseline
-    to measure for real (tests/test_reports_baselines.py does, on a micro config)."""
+    to measure for real (tests/reports/test_baselines.py does, on a micro config)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(references, "measure", measure_by_hand)
         yield

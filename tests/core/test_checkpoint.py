@@ -7,7 +7,7 @@ import pytest
 
 from core.checkpoint import CheckpointError, load_checkpoint, previous_path, save_checkpoint
 from core.train import CHECKPOINT, train
-from tests.micro import micro_config
+from tests.helpers import micro_config
 
 RESULT_KEYS = ("knn_top1", "knn_top5", "loss", "target_entropy", "kl")
 

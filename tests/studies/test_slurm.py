@@ -16,7 +16,7 @@ from studies import launch, plan, spec, status
 from studies.job import JobSpec
 from studies.ledger import Ledger
 from studies.run import main
-from tests.test_studies_local import (
+from tests.helpers import (
     SLOW_EPOCHS,
     by_label,
     checkpoint_epoch,

@@ -1,6 +1,6 @@
 """The reference k-NN numbers (a random network, raw pixels): measured once per distinct config of
 a study's runs, kept in the results folder, never measured again by a rebuild. Hand-made folders
-(tests/test_reports.py); the stand-in for core.baselines gives a random network 54 + the patch
+(tests/reports/by_hand.py); the stand-in for core.baselines gives a random network 54 + the patch
 size and raw pixels 83.5, and one test measures a micro config for real.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from core.baselines import baselines
 from core.profiles import profile_config
 from reports import build, references
-from tests.reports_by_hand import K, MEASURED, measure_by_hand, write_results
+from tests.reports.by_hand import K, MEASURED, measure_by_hand, write_results
 
 PATCH = {"name": "patch", "key": "backbone.patch_size", "labels": ["16", "8", "5"], "paper": [74.5, 78.3, None],
          "set": {"16": {"backbone.patch_size": 16}, "8": {"backbone.patch_size": 8},

@@ -9,7 +9,7 @@ import pytest
 
 from core.train import PHASES
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _positive(value) -> bool:

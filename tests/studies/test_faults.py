@@ -18,7 +18,7 @@ from reports.load import load_study
 from studies import claims, plan, spec
 from studies.liveness import this_host
 from studies.run import main
-from tests.test_studies_local import REPO, SLOW_EPOCHS, by_label, launcher, sacred, trials
+from tests.helpers import REPO, SLOW_EPOCHS, by_label, launcher, sacred, trials
 
 
 
