@@ -37,12 +37,15 @@ def baselines(config: DINOConfig) -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="python -m core.baselines", description=__doc__.split("\n\n")[0])
     cli.add_profile(parser)
+    cli.add_data(parser)
     parser.add_argument("--seed", type=int, default=0)
     cli.add_set(parser, "override a config value, e.g. --set backbone.patch_size=16")
     try:
         args = parser.parse_args(argv)
-        config = profile_config(args.profile, {**cli.assignments(args.set), "seed": args.seed})
+        overrides = {**cli.data_overrides(args.data), **cli.assignments(args.set), "seed": args.seed}
+        config = profile_config(args.profile, overrides)
         preflight.check_data(config.data)  # before the network is built
+        preflight.require_labels(config.data, "a baseline (a k-NN accuracy)")
         result = baselines(config)
     except (ConfigError, DataNotFoundError) as error:
         return cli.refuse(str(error))

@@ -1,5 +1,6 @@
-"""What every command of the project shares on its command line: ``--profile`` (one of
-``core.profiles``), repeatable ``--set KEY=VALUE`` config overrides, and one way to refuse input.
+"""What every command of the project shares on its command line: ``--profile`` (a shipped
+profile of ``core.profiles`` or a profile file's path), ``--data PATH`` (a data set recognised by
+its layout), repeatable ``--set KEY=VALUE`` config overrides, and one way to refuse input.
 
 A command refuses bad input before any work and before it creates anything, the same way whichever
 command it is: one line on stderr naming the problem and the fix, starting ``error:`` (a study
@@ -18,8 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, NoReturn, Sequence
 
+from core import profiles
 from core.config import field_names, unknown_key_message
-from core.profiles import PROFILES
+from core.preflight import LAYOUTS
 from core.typed import ConfigError, parse_assignment
 
 REFUSED = 2  # the exit status of refused input, argparse's own
@@ -38,8 +40,26 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def add_profile(parser: argparse.ArgumentParser, default: str | None = "tiny", help: str | None = None) -> None:
-    parser.add_argument("--profile", default=default, type=_profile, choices=sorted(PROFILES),
-                        help=help or f"scale to run at (default: {default})")
+    """``--profile NAME|PATH``, read as ``core.profiles.resolve`` does: a shipped name, or a
+    file's absolute path (a relative one is relative to where the command was started)."""
+    shipped = ", ".join(profiles.PROFILES)
+    parser.add_argument("--profile", default=default, type=_profile, metavar="NAME|FILE",
+                        help=f"{help or f'scale to run at (default: {default})'}: {shipped}, or a profile .toml file")
+
+
+def add_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", metavar="PATH", help=f"data set folder, recognised by its layout: {LAYOUTS}")
+
+
+def data_overrides(path: str | None) -> dict[str, str]:
+    """``--data PATH`` as config overrides: the folder, and ``data.name = auto`` so that what it
+    holds is recognised (a profile's own ``data.name`` is for its own ``data.path``). A
+    ``--set data.name=...`` given with it applies after these, so it wins."""
+    if path is None:
+        return {}
+    if not path:
+        raise ConfigError("--data '': give the data set's folder")
+    return {"data.path": path, "data.name": "auto"}
 
 
 def add_set(parser: argparse.ArgumentParser, help: str) -> None:
@@ -126,6 +146,7 @@ def _writable(folder: Path, option: str) -> str | None:
 
 
 def _profile(name: str) -> str:
-    if name not in PROFILES:
-        raise argparse.ArgumentTypeError(f"unknown profile {name!r}; choose one of {', '.join(sorted(PROFILES))}")
-    return name
+    try:
+        return profiles.resolve(name)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None

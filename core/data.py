@@ -12,6 +12,9 @@ taken depends on the data:
   (``core.crops``). The k-NN memory and queries are the same files loaded as centre squares
   (``load_square``), from which ``core.augment.eval_views`` takes the central crop: the
   reference's Resize(256) + CenterCrop(224).
+- A folder of unlabelled image files trains as ImageFolder photos do. Its k-NN memory and
+  queries come from ``data.eval_path``'s ImageFolder (which can also replace an ImageFolder's
+  own); without one there are none, and the splits say why (``unlabelled``).
 """
 from __future__ import annotations
 
@@ -30,8 +33,9 @@ from torchvision.transforms.v2.functional import center_crop, pil_to_tensor, res
 
 from core.config import ConfigError, CropsConfig, DataConfig
 from core.crops import MultiCropImages, load_rgb
-from core.preflight import (FASHION_MNIST_FILES, DataNotFoundError, fashion_mnist_root,  # noqa: F401 (re-exported)
-                            image_folder_layout, image_folder_root)
+from core.preflight import DataNotFoundError  # noqa: F401 (re-exported: what build_data raises)
+from core.preflight import (FASHION_MNIST_FILES, dataset, fashion_mnist_root, image_files, image_folder_layout,
+                            image_folder_root, unlabelled)
 
 FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -42,13 +46,14 @@ class DataSplits:
     """What pre-training and the k-NN evaluation need from a data set."""
 
     train: Dataset  # what to pre-train on: the train split (possibly a fixed subset), as uint8
-    # images (Fashion-MNIST) or as lists of uint8 views (ImageFolder)
-    memory: Dataset  # the full train split as uint8 images: the k-NN memory bank
-    queries: Dataset  # the test / val split: the k-NN queries
-    num_classes: int
+    # images (Fashion-MNIST) or as lists of uint8 views (image files)
+    memory: Dataset | None  # the labelled train split as uint8 images: the k-NN memory bank
+    queries: Dataset | None  # the labelled test / val split: the k-NN queries
+    num_classes: int  # of memory and queries; 0 without them
     channels: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    unlabelled: str | None = None  # why there are no memory and queries, when there are none
 
 
 class TensorImageDataset(Dataset):
@@ -71,18 +76,17 @@ def build_data(cfg: DataConfig, crops: CropsConfig | None = None) -> DataSplits:
     ``crops`` shapes the ImageFolder training views; without it (k-NN-only callers) ImageFolder
     training items are the k-NN's centre squares. Fashion-MNIST ignores it.
     """
-    if cfg.name == "fashion_mnist":
-        splits = _fashion_mnist(cfg)
-    elif cfg.name == "imagefolder":
-        splits = _image_folder(cfg, crops)
-    else:
-        raise ConfigError(f"data.name={cfg.name!r} is unknown")
+    kind = dataset(cfg)
+    splits = _fashion_mnist(cfg) if kind == "fashion_mnist" else _image_files(cfg, kind, crops)
+    if cfg.eval_path:
+        memory, queries = _image_folder(Path(cfg.eval_path), cfg.load_size, "data.eval_path")
+        splits = dataclasses.replace(splits, memory=memory, queries=queries, num_classes=len(memory.classes))
     if cfg.train_subset:
         total = len(splits.train)
         if cfg.train_subset > total:
             raise ConfigError(f"data.train_subset={cfg.train_subset} exceeds the {total} train images; "
                               "lower it or set 0 for all")
-        # train and memory list the same images in the same order, so this picks the same files
+        # train and an ImageFolder's memory list the same images in the same order: the same files
         splits = dataclasses.replace(splits, train=fixed_subset(splits.train, cfg.train_subset))
     return splits
 
@@ -134,16 +138,44 @@ def _resize_uint8(images: Tensor, size: int) -> Tensor:
     return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
-def _image_folder(cfg: DataConfig, crops: CropsConfig | None) -> DataSplits:
-    root = image_folder_root(cfg)
-    loader = functools.partial(load_square, size=cfg.load_size)
+def _image_files(cfg: DataConfig, kind: str, crops: CropsConfig | None) -> DataSplits:
+    """An ImageFolder (``kind`` imagefolder) or a folder of unlabelled images (``images``)."""
+    if kind == "imagefolder":
+        memory, queries = _image_folder(Path(cfg.path), cfg.load_size, "data.path")
+        squares, classes = memory, len(memory.classes)
+    else:  # label 0 for every image: the loader needs one, training never reads it
+        squares = SquareImages([(path, 0) for path in image_files(Path(cfg.path))], cfg.load_size)
+        memory = queries = None
+        classes = 0
+    views = squares if crops is None else MultiCropImages(squares.samples, crops)
+    return DataSplits(train=views, memory=memory, queries=queries, num_classes=classes, channels=3,
+                      mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1], unlabelled=unlabelled(cfg))
+
+
+def _image_folder(root: Path, size: int, key: str) -> tuple[ImageFolder, ImageFolder]:
+    """The ``train/`` and ``val/`` of an ImageFolder root, as ``size`` centre squares."""
+    image_folder_root(root, key)
+    loader = functools.partial(load_square, size=size)
     try:
         train, val = (ImageFolder(str(root / split), loader=loader) for split in ("train", "val"))
     except FileNotFoundError as error:  # a split without class folders or without images
-        raise DataNotFoundError(f"{error}: {image_folder_layout(root)}") from error
-    views = train if crops is None else MultiCropImages(train.samples, crops)
-    return DataSplits(train=views, memory=train, queries=val, num_classes=len(train.classes),
-                      channels=3, mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1])
+        raise DataNotFoundError(f"{error}: {image_folder_layout(root, key)}") from error
+    return train, val
+
+
+class SquareImages(Dataset):
+    """Image files as the k-NN's centre squares, with their labels: a folder of images as
+    ImageFolder would give it, for callers that take no crops (``build_data`` without ``crops``)."""
+
+    def __init__(self, samples: list[tuple[str, int]], size: int):
+        self.samples, self.size = samples, size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        path, label = self.samples[index]
+        return load_square(path, self.size), label
 
 
 def load_square(path: str, size: int) -> Tensor:

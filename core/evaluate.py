@@ -1,7 +1,9 @@
 """Weighted k-NN evaluation of a frozen backbone: train split as memory bank, test split as queries.
 
 Each process extracts features for a strided shard of the images and the shards are gathered,
-so the cost is split over all GPUs; every rank then scores the same full feature sets.
+so the cost is split over all GPUs; every rank then scores the same full feature sets. A run on
+unlabelled images with no labelled folder to evaluate on still trains: its evaluation is the
+reason it was skipped, under ``skipped``, so the result says why it has no accuracy.
 """
 from __future__ import annotations
 
@@ -24,9 +26,12 @@ from core.probe import linear_probe
 @torch.no_grad()
 def knn_evaluate(backbone: nn.Module, data: DataSplits, config: DINOConfig, env: DistEnv,
                  autocast: Callable[[], AbstractContextManager] = nullcontext,
-                 show: bool = False) -> dict[str, float]:
+                 show: bool = False) -> dict[str, float | str]:
     """Top-1/top-5 (percent) of weighted k-NN on ``backbone``'s L2-normalised features, and the
-    top-1 of a linear probe on the same features (``linear_top1``) when ``eval.linear_probe``."""
+    top-1 of a linear probe on the same features (``linear_top1``) when ``eval.linear_probe``;
+    ``{"skipped": why}`` when ``data`` has no labelled memory and queries."""
+    if data.memory is None or data.queries is None:
+        return {"skipped": f"k-NN and linear probe skipped: {data.unlabelled}"}
     backbone.eval()
     ev = config.eval
     memory, memory_labels = extract_features(backbone, fixed_subset(data.memory, ev.max_memory),

@@ -1,5 +1,6 @@
-"""What one run asks the scheduler for: ``ablations/_resources.toml`` per profile, a study's
-``[profiles.<profile>.resources]`` on top, and the command line's ``--partition``.
+"""What one run asks the scheduler for: the ``[resources]`` of its profile's file
+(``core.profiles``), a study's ``[profiles.<profile>.resources]`` on top, and the command line's
+``--partition``.
 
 The annotations of ``Resources`` are the type table: each value is checked by ``core.typed``'s
 ``coerce``, as config values are (whole numbers where ints are expected, finite numbers, no

@@ -13,33 +13,23 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from core.profiles import profile_config
+from core import profiles
 from studies.ledger import open_storage
 
-MICRO = {
-    "backbone.embed_dim": 32, "backbone.depth": 1, "backbone.num_heads": 2, "backbone.patch_size": 8,
-    "head.hidden_dim": 64, "head.bottleneck_dim": 32, "head.out_dim": 64,
-    "crops.n_local": 2,
-    "data.train_subset": 256, "batch_size": 64, "epochs": 3,
-    "optim.warmup_epochs": 1, "loss.teacher_temp_warmup_epochs": 2, "log_every": 1,
-    "eval.max_memory": 2000, "eval.max_queries": 500,
-}
+# The micro profile (ablations/profiles/micro.toml) as what it sets over tiny, for study files
+# on tiny; micro_config is the same config, from the profile itself.
+MICRO = dict(profiles.load("micro").own)
 
 
 def micro_config(**overrides):
     """``micro_config(**{"teacher.update": "previous_epoch"})`` -> DINOConfig."""
-    return profile_config("tiny", {**MICRO, **overrides})
+    return profiles.profile_config("micro", overrides)
 
 
-# Studies that train for seconds: the smallest real DINO setup (see tests/helpers.py), no warm-ups,
+# Studies that train for seconds: micro with half its images and a smaller k-NN, no warm-ups, and
 # fp32 (bf16 on CPU spends about 8 s compiling kernels in each new process).
-MICRO_SET = {
-    "backbone.embed_dim": 32, "backbone.depth": 1, "backbone.num_heads": 2, "backbone.patch_size": 8,
-    "head.hidden_dim": 64, "head.bottleneck_dim": 32, "head.out_dim": 64, "crops.n_local": 2,
-    "data.train_subset": 128, "batch_size": 64, "epochs": 3, "optim.warmup_epochs": 0,
-    "loss.teacher_temp_warmup_epochs": 0, "log_every": 1, "eval.max_memory": 1000, "eval.max_queries": 300,
-    "precision": "fp32",
-}
+MICRO_SET = {**MICRO, "data.train_subset": 128, "optim.warmup_epochs": 0, "loss.teacher_temp_warmup_epochs": 0,
+             "eval.max_memory": 1000, "eval.max_queries": 300, "precision": "fp32"}
 
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,7 +1,7 @@
 """A report from a real tiny study, and its HTML page rendered by a real headless browser.
 
 The shipped ``collapse`` study is run once per test session, shrunk to seconds per run (the
-model of tests/helpers.py, 2 epochs of 2 iterations, a small k-NN) with 2 seeds so its table has
+micro runs of tests/helpers.py, 2 epochs of 2 iterations, a small k-NN) with 2 seeds so its table has
 intervals; the debug cluster runs the 6 trainings in one process, which saves the per-job torch
 start-up (about 10 s a run) while keeping the engine's real ledger and sacred recording.
 """
@@ -21,13 +21,12 @@ from matplotlib.image import imread
 from reports.build import build_report
 from reports.load import curves, load_study
 from studies.ledger import open_storage
+from tests.helpers import MICRO_SET
 
 REPO = Path(__file__).resolve().parents[2]
-SHRINK = {"backbone.embed_dim": 16, "backbone.depth": 1, "backbone.num_heads": 2, "backbone.patch_size": 8,
-          "head.hidden_dim": 32, "head.bottleneck_dim": 16, "head.out_dim": 32, "crops.n_local": 1,
-          "data.train_subset": 64, "batch_size": 32, "epochs": 2, "optim.warmup_epochs": 0,
-          "loss.teacher_temp_warmup_epochs": 0, "eval.max_memory": 200, "eval.max_queries": 100,
-          "eval.every_epochs": 1}
+# the micro runs of the study tests, for 2 epochs, evaluated after each, with a head narrower than
+# micro's so that the report is seen to name an override of the profile
+SHRINK = {**MICRO_SET, "epochs": 2, "head.out_dim": 32, "eval.every_epochs": 1}
 VARIANTS = ["centering only", "sharpening only", "both"]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -98,7 +97,7 @@ def test_report_page_renders_in_headless_chromium(collapse_report, tmp_path):
         pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
     page = collapse_report.read_text()
     images = [part.split('"', 1)[0] for part in page.split('<img src="')[1:]]
-    assert len(images) == 3 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert len(images) == 4 and all(src.startswith("data:image/png;base64,") for src in images)
     shot = tmp_path / "report.png"
     done = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
                            f"--screenshot={shot}", "--window-size=1200,2000", collapse_report.as_uri()],
