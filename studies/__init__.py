@@ -2,11 +2,15 @@
 
 Flow: ``spec`` loads and validates the study file; ``plan`` expands its grid x seeds into runs
 (complete trainer configs, each keyed by a hash of its canonical config); ``ledger`` (optuna)
-says which runs are done, running or failed, and ``liveness`` finds RUNNING trials whose job died;
+says which runs are done, running or failed, and ``liveness`` tells which RUNNING trials' jobs
+still wait (pending), train (running) or died;
 ``launch`` submits the missing runs through submitit (SLURM job arrays, local processes, or the
 debug executor); inside each job ``job.RunJob`` trains, ``record`` records the run with sacred,
-and the job reports its outcome to the ledger. ``status`` prints the table. ``claims`` keeps
-launchers that share a study from starting a run twice; ``journal`` repairs a damaged ledger file.
+and the job reports its outcome to the ledger. ``status`` prints the table, ``progress`` the line
+a waiting launch prints as runs end, ``dryrun`` what a launch would do. ``identity`` keeps the
+options a results folder was launched with; ``catalog`` finds studies, also in a folder of the
+user's own. ``claims`` keeps launchers that share a study from starting a run twice;
+``journal`` repairs a damaged ledger file.
 
 On-disk layout of one study's results folder (default ``runs/<study>/``; ``--results DIR``; on
 SLURM it must be on a filesystem the compute nodes share)::
@@ -17,7 +21,10 @@ SLURM it must be on a filesystem the compute nodes share)::
       ledger.journal.damaged-<stamp> the damaged lines a repair took out of the journal (studies.journal)
       launch.lock                    flock a launcher holds while it claims a run (studies.claims)
       study.json                     the study as last launched: metric, axes (labels, paper numbers),
-                                     runs (key, label, axes, seed, paper, folder name)
+                                     runs (key, label, axes, seed, paper, folder name), and
+                                     launch_options: the run-defining options (profile, set, data,
+                                     seeds) of each option set the study holds, reused by every later
+                                     command on the folder (studies.identity)
       runs/<label>_<key8>/           the trainer's folder for one run (one config), shared by all its
                                      attempts: checkpoint.pth (written every epoch; retries resume it),
                                      checkpoint.prev.pth (the epoch before: resumed from if the newest is
@@ -39,7 +46,8 @@ study never clashes with optuna's fixed distributions): state COMPLETE with valu
 the study's metric, FAIL, or RUNNING; user attributes ``run_key``, ``run_id``, ``attempt``,
 ``label`` ("m=0.9 seed=0"), ``axes`` ({axis: value label}), ``seed``, ``paper`` (the paper's number
 or None), ``profile``, ``cluster``, ``results_dir``, ``run_dir``, ``sacred_dir``, ``job_id``,
-``submitit_dir``, ``launcher_*``/``job_*``/``worker_*`` (host, pid, pid start: who owns the trial),
+``submitit_dir``, ``launcher_*``/``job_*``/``worker_*`` (host, pid, pid start, since: who owns the trial; a
+RUNNING trial without ``worker_*`` is pending: its job has not started training),
 and at the end ``knn_top1``, ``knn_top5`` (the teacher's k-NN), ``student_knn_top1``,
 ``student_knn_top5`` (the student's), ``linear_top1``, ``student_linear_top1`` (linear probes), ``loss``, ``target_entropy``, ``kl``, ``student_entropy``,
 ``collapse`` (the run's own verdict, ``core.collapse``), ``wall_seconds``, ``gpu_hours``,

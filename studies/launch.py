@@ -188,8 +188,9 @@ def run_local(ex: submitit.AutoExecutor, prepare: Sequence[Callable[[], JobSpec 
 
 
 class _Tail:
-    """Echo the complete new lines of a job's stdout log, prefixed with the run's label
-    (submitit's own INFO lines are left in the log)."""
+    """Echo the complete new lines of a job's stdout log, prefixed with the run's label unless
+    the job labelled the line itself (so each line names its run once; submitit's own INFO lines
+    are left in the log)."""
 
     def __init__(self, path: Path, prefix: str):
         self.path, self.prefix, self.offset, self.partial = path, prefix, 0, ""
@@ -206,4 +207,4 @@ class _Tail:
         self.partial = lines.pop()
         for line in lines:
             if not line.startswith("submitit INFO"):
-                print(self.prefix + line.rstrip("\r"), flush=True)
+                print(("" if line.startswith(self.prefix) else self.prefix) + line.rstrip("\r"), flush=True)

@@ -7,12 +7,19 @@ start time so a reused pid is not mistaken for it; or a SLURM job id, asked of `
 neither can be asked (another host, no accounting) the run's sacred heartbeat decides: ``run.json``
 is rewritten every 10 s while the job runs. A job is declared dead only on positive evidence;
 "cannot tell" keeps the trial RUNNING.
+
+A live job is *pending* until it trains: a SLURM job that squeue lists as waiting (with squeue's
+reason: Priority, Resources, Dependency, JobHeldUser, BeginTime after a requeue), or a local job
+still starting up or waiting for a slot; it is *running* once its worker has told the trial
+(``worker_*`` attributes, written when training starts). A requeued SLURM job keeps its old
+worker attributes, so there squeue decides.
 """
 from __future__ import annotations
 
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -23,6 +30,17 @@ STALE_HEARTBEAT_S = 30 * 60
 # sacct states after which a job will not run again (REQUEUED and PENDING will).
 SLURM_ENDED = ("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "GONE", "NODE_FAIL",
                "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "TIMEOUT")
+# squeue states of a job that will run but does not now.
+SLURM_WAITING = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED")
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What the job behind a RUNNING trial is doing: ``dead`` (with why), ``pending`` (with
+    squeue's reason, or why a local job has not started training) or ``running``."""
+
+    state: str
+    reason: str = ""
 
 
 def this_host() -> str:
@@ -41,42 +59,56 @@ def process_start(pid: int) -> str | None:
 
 
 def owner_attrs(prefix: str, pid: int) -> dict[str, str | int | None]:
-    """Attributes identifying a local process: ``<prefix>_host``, ``_pid``, ``_pid_start``."""
-    return {f"{prefix}_host": this_host(), f"{prefix}_pid": pid, f"{prefix}_pid_start": process_start(pid)}
+    """Attributes identifying a local process: ``<prefix>_host``, ``_pid``, ``_pid_start``, and
+    ``_since`` (epoch seconds): for the worker, when training started, which the launcher's ETA
+    needs."""
+    return {f"{prefix}_host": this_host(), f"{prefix}_pid": pid, f"{prefix}_pid_start": process_start(pid),
+            f"{prefix}_since": time.time()}
+
+
+def job_states(trials: Iterable[FrozenTrial]) -> dict[int, JobState]:
+    """Trial number -> the state of its job, for every RUNNING trial (one squeue and at most one
+    sacct call for all the SLURM ones)."""
+    return {trial.number: state for trial, state in _states(trials)}
 
 
 def dead_trials(trials: Iterable[FrozenTrial]) -> list[tuple[FrozenTrial, str]]:
     """The RUNNING trials whose job is certainly gone, each with a one-line reason."""
+    return [(trial, state.reason) for trial, state in _states(trials) if state.state == "dead"]
+
+
+def _states(trials: Iterable[FrozenTrial]) -> list[tuple[FrozenTrial, JobState]]:
     running = [t for t in trials if t.state == TrialState.RUNNING]
     slurm_ids = {t.user_attrs["job_id"] for t in running
                  if t.user_attrs.get("cluster") == "slurm" and t.user_attrs.get("job_id")}
     states = slurm_states(slurm_ids) if slurm_ids else {}
-    dead = []
-    for trial in running:
-        reason = _verdict(trial.user_attrs, states)
-        if reason:
-            dead.append((trial, reason))
-    return dead
+    return [(trial, _verdict(trial.user_attrs, states)) for trial in running]
 
 
-def _verdict(attrs: dict, slurm: dict[str, str] | None) -> str | None:
+def _verdict(attrs: dict, slurm: dict[str, str] | None) -> JobState:
     job_id = attrs.get("job_id")
+    waiting = JobState("pending", "starting up, or waiting for a slot")
+    started = JobState("running") if "worker_pid" in attrs else waiting
     if not job_id:
         if _process_alive(attrs, "launcher") is False:
-            return "the launcher stopped before the job was submitted"
-        return None
+            return JobState("dead", "the launcher stopped before the job was submitted")
+        return JobState("pending", "being submitted")
     if attrs.get("cluster") in ("local", "debug"):
         alive = _process_alive(attrs, "job")
         if alive is False:
-            return f"job {job_id} ended without reporting (its process is gone: killed or crashed)"
+            return JobState("dead", f"job {job_id} ended without reporting (its process is gone: killed or crashed)")
         if alive:
-            return None
+            return started
     elif slurm is not None and job_id in slurm:
         state = slurm[job_id]
-        if state.split()[0] in SLURM_ENDED:
-            return f"SLURM job {job_id} ended ({state}) without reporting"
-        return None
-    return _stale_heartbeat(attrs)
+        name = state.split()[0]
+        if name in SLURM_ENDED:
+            return JobState("dead", f"SLURM job {job_id} ended ({state}) without reporting")
+        if name in SLURM_WAITING:
+            return JobState("pending", state)
+        return JobState("running")
+    stale = _stale_heartbeat(attrs)
+    return JobState("dead", stale) if stale else started
 
 
 def _process_alive(attrs: dict, prefix: str) -> bool | None:
@@ -96,23 +128,30 @@ def _stale_heartbeat(attrs: dict) -> str | None:
 
 
 def slurm_states(job_ids: Iterable[str]) -> dict[str, str] | None:
-    """Job id ("123" or "123_4") -> its SLURM state; None where sacct cannot answer.
+    """Job id ("123" or "123_4") -> its SLURM state, a waiting one with squeue's reason
+    ("PENDING (Dependency)"); None where neither squeue nor sacct can answer.
 
-    sacct knows every job that started; an array task cancelled while pending never gets a
-    record, so an id unknown to sacct that squeue does not list either is reported as GONE.
+    squeue knows the jobs that are queued or running, and why a queued one waits; sacct knows
+    every job that started, also after it ended. An array task cancelled while pending never
+    gets a record, so an id that neither lists is reported as GONE.
     """
     job_ids = set(job_ids)
     bases = ",".join(sorted({j.split("_")[0] for j in job_ids}))
+    queued = _slurm(["squeue", "-h", "-r", "-o", "%i %T %r", "-j", bases])
+    states: dict[str, str] = {}
+    for line in (queued or "").splitlines():
+        job, state, reason = (line.split(maxsplit=2) + ["", ""])[:3]
+        if job in job_ids:
+            states[job] = f"{state} ({reason})" if state in SLURM_WAITING and reason else state
+    missing = job_ids - set(states)
+    if not missing:
+        return states
     sacct = _slurm(["sacct", "-o", "JobID,State", "--parsable2", "-j", bases])
     if sacct is None:
-        return None
-    states = {job: info["State"] for job, info in SlurmInfoWatcher().read_info(sacct).items()}
-    missing = job_ids - set(states)
-    queued = _slurm(["squeue", "-h", "-r", "-o", "%i %T", "-j", bases]) if missing else ""
-    if queued is None:
-        return states
-    listed = dict(line.split(maxsplit=1) for line in queued.splitlines() if line.strip())
-    states.update({job: listed.get(job, "GONE (unknown to sacct and squeue)") for job in missing})
+        return states if queued is not None else None
+    states.update({job: info["State"] for job, info in SlurmInfoWatcher().read_info(sacct).items() if job in missing})
+    if queued is not None:
+        states.update({job: "GONE (unknown to sacct and squeue)" for job in job_ids - set(states)})
     return states
 
 

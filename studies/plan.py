@@ -16,14 +16,15 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from core import preflight
+from core import preflight, profiles
 from core.config import ConfigError, DINOConfig, field_names, parse_teacher_temp, unknown_key_message
 from core.preflight import DataNotFoundError
-from core.profiles import PROFILES, profile_config
+from core.profiles import profile_config
 from studies.spec import SpecError, Study
 
 
@@ -56,8 +57,10 @@ def expand(study: Study, profile: str, cli_overrides: Mapping[str, Any] | None =
            seeds: tuple[int, ...] | None = None) -> list[Run]:
     """Every run of ``study`` on ``profile``; raises ``SpecError`` naming each bad run or key."""
     where = str(study.path)
-    if profile not in PROFILES:
-        raise SpecError([f"--profile: unknown profile {profile!r}; choose one of {', '.join(PROFILES)}"])
+    try:
+        profile = profiles.resolve(profile)
+    except ConfigError as error:
+        raise SpecError([f"--profile: {error}"]) from None
     cli_overrides = dict(cli_overrides or {})
     errors = [f"--set {key}: {problem}" for key in cli_overrides if (problem := override_problem(study, key))]
     if errors:
@@ -81,7 +84,7 @@ def expand(study: Study, profile: str, cli_overrides: Mapping[str, Any] | None =
             except ConfigError as error:  # the same for every seed of this point: report it once
                 failures.setdefault(str(error), []).append(_point(label))
                 break
-            first = seen.setdefault(_trains(config), _point(label))
+            first = seen.setdefault(trains(config), _point(label))
             if first != _point(label):
                 duplicate = (f"{where}: runs {first!r} and {_point(label)!r} are duplicates: the same config "
                              f"on profile {profile}; make their values differ or drop one")
@@ -107,7 +110,7 @@ def override_problem(study: Study, key: str) -> str | None:
     return None
 
 
-def data_problems(runs: list[Run], profile: str, tasks: int) -> list[str]:
+def data_problems(runs: list[Run], profile: str, tasks: int, labels_for: str = "") -> list[str]:
     """What ``core.preflight`` refuses in the runs' data on ``tasks`` processes per run, one line
     per problem, each distinct data config and batch size checked once."""
     verdicts: dict[str, str | None] = {}
@@ -116,7 +119,7 @@ def data_problems(runs: list[Run], profile: str, tasks: int) -> list[str]:
         data = json.dumps([dataclasses.asdict(run.config.data), run.config.batch_size], sort_keys=True)
         if data not in verdicts:
             try:
-                preflight.check(run.config, tasks)
+                preflight.check(run.config, tasks, labels_for)
                 verdicts[data] = None
             except (ConfigError, DataNotFoundError) as error:
                 verdicts[data] = str(error)
@@ -136,16 +139,21 @@ def _point(label: str) -> str:
     return label.rsplit(" seed=", 1)[0]
 
 
-def _trains(config: DINOConfig) -> str:
+def trains(config: DINOConfig) -> str:
     """What a run trains, whichever way its values are written: the teacher temperature as its
-    (start, end), and durations in epochs, the temperature's warm-up only if it ramps."""
+    (start, end), durations in epochs (the temperature's warm-up only if it ramps), and folders
+    as absolute paths (``d`` and ``./d`` are one data set). Two configs that train the same give
+    the same text, which is how duplicate runs and a relaunch's options are recognised."""
     flat = config.flat()
     start, end = parse_teacher_temp(config.loss.teacher_temp)
     flat["loss.teacher_temp"] = [start, end]
     for key in DURATIONS:
-        flat[key] = config.duration(key)
+        flat[key] = float(config.duration(key))
     if start == end:
         del flat["loss.teacher_temp_warmup_epochs"]
+    for key, value in flat.items():
+        if key.endswith("path") and isinstance(value, str) and value:
+            flat[key] = os.path.abspath(value)
     return json.dumps(flat, sort_keys=True)
 
 

@@ -5,10 +5,12 @@ results folder and storage, and, for a launch, each run's data as this machine s
 the login node) before any folder, ledger or job is created, and refused as ``core.cli`` refuses.
 Then: RUNNING trials whose job died are marked FAIL; runs that are done or running are skipped;
 missing runs (or, with ``--retry-failed``, exactly the failed ones, as new attempts that resume
-from the run folder's checkpoint) are launched.
+from the run folder's checkpoint) are launched. The options a results folder was launched with
+are its study's identity (``identity``): later commands there reuse them, and refuse others.
 Each run is claimed just before it starts (``claims``): the ledger is read again, and a run that
 another launcher on the same study started meanwhile, or whose folder is in training, is left to
-its owner. ``--status``, ``--dry-run`` and ``--list`` write nothing (but repair a damaged journal).
+its owner. ``--status``, ``--dry-run``, ``--print-config`` and ``--list`` write nothing (but repair a
+damaged journal).
 """
 from __future__ import annotations
 
@@ -30,9 +32,8 @@ from optuna.trial import TrialState
 
 from core import cli
 from core.config import ConfigError
-from core.files import write_text_atomic
-from core.profiles import profile_config
-from studies import claims, launch, liveness, plan, slots, spec, status
+from studies import catalog, claims, identity, launch, liveness, plan, progress, slots, spec, status
+from studies.dryrun import dry_run, print_config
 from studies.autoreport import import_in_background, write_report, write_report_if_stale
 from studies.job import JobSpec, RunJob
 
@@ -51,13 +52,22 @@ class Context:
 
     study: Study
     profile: str
-    runs: list[plan.Run]
+    runs: list[plan.Run]  # the runs this command works on
     resources: Resources
     cluster: str
     results: Path
     storage: str
     observers: dict[str, str]
     max_parallel: int
+    options: identity.Identity  # the option sets it works on, and those study.json records
+    given: identity.Given
+    add_runs: bool
+    runs_of: identity.Planner  # an option set's runs, each expanded once
+
+    @property
+    def planned(self) -> list[plan.Run]:
+        """Every run of the study, of all the option sets it records after this command."""
+        return identity.union(self.runs_of(o) for o in self.options.record)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,15 +76,22 @@ def parser() -> argparse.ArgumentParser:
         "plan its runs, keep a ledger, launch what is missing and record every run.")
     p.add_argument("study", nargs="?", help="study name (see --list) or path to a study .toml file")
     p.add_argument("--list", action="store_true", help="list the studies and exit")
+    p.add_argument("--studies", metavar="DIR",
+                   help=f"a folder of your own study files, listed and named like ablations/ (default: ${catalog.ENV})")
     p.add_argument("--dry-run", action="store_true",
                    help="show the runs, their config differences and (--cluster slurm) the sbatch script")
+    p.add_argument("--print-config", action="store_true",
+                   help="print every run's resolved config as TOML (one table per run) and exit; writes nothing")
     p.add_argument("--status", action="store_true", help="show done / running / failed / missing per run")
     p.add_argument("--retry-failed", action="store_true",
                    help="rerun exactly the failed runs as new attempts (they resume from their checkpoint)")
+    p.add_argument("--add-runs", action="store_true",
+                   help="add the runs of other --set/--seeds/--data than the results folder was launched with "
+                        "to its study (otherwise refused)")
     p.add_argument("--cluster", choices=launch.CLUSTERS, default=os.environ.get(CLUSTER_ENV, "local"),
                    help=f"where runs execute (default: ${CLUSTER_ENV} if set, else local; never guessed)")
     cli.add_profile(p, default=None, help="scale to run at (default: the study's)")
-    p.add_argument("--data", metavar="PATH", help="data set folder (sets data.path)")
+    cli.add_data(p)
     p.add_argument("--partition", help="SLURM partition (overrides the study's resources)")
     p.add_argument("--seeds", type=int, metavar="N", help="run seeds 0..N-1 (default: the study's)")
     cli.add_set(p, "override a config value for every run, e.g. --set epochs=20")
@@ -82,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", metavar="URL",
                    help="optuna storage URL or journal file (default: <results>/ledger.journal)")
     p.add_argument("--observer", action="append", default=[], metavar="NAME=ARG",
-                   help="extra sacred observer, e.g. mongo_db=mongodb://host/db (repeatable)")
+                   help="extra observer: tensorboard=DIR, wandb=PROJECT, or one of sacred's (mongo_db=mongodb://host/db) (repeatable)")
     p.add_argument("--max-parallel", type=int, default=None, metavar="N",
                    help="local runs executing at once (default: this machine's cores divided by the "
                         "profile's cpus_per_task; 1 for GPU profiles)")
@@ -95,27 +112,41 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except cli.UsageError as error:
         return cli.refuse(str(error))
+    user_dir, problem = catalog.folder(args.studies)
+    if problem:
+        return cli.refuse(problem)
     if args.list:
-        for name, path in spec.available().items():
-            print(f"{name:22s} {spec.describe(path)}")
+        for name, path in catalog.available(user_dir).items():
+            where = f"  ({path.parent})" if user_dir and path.parent == user_dir else ""
+            print(f"{name:22s} {spec.describe(path)}{where}")
         return 0
     if not args.study:
         return cli.refuse("name a study (see --list)")
     try:
-        ctx = context(args)
+        ctx = context(args, user_dir)
+        if ctx.options.note:
+            print(ctx.options.note, file=sys.stderr)
+        if args.print_config:
+            print(print_config(ctx), end="")
+            return 0
         if args.dry_run:
             print(dry_run(ctx))
             return 0
         if args.status:
             return show_status(ctx)
+        ctx = record(ctx)
         ledger = Ledger.create(ctx.storage, ctx.study.name, ctx.study.direction, ctx.study.metric)
     except SpecError as error:  # a study file's problems start with the file, the others with "error:"
         study_file = [str(Path(args.study))] if Path(args.study).is_file() else []
-        return cli.refuse(error.lines, files=[str(spec.study_dir()), *study_file])
-    for trial, reason in liveness.dead_trials(ledger.trials()):
-        if ledger.fail(trial.number, reason):
-            print(f"marked failed: {trial.user_attrs.get('label')} (trial {trial.number}): {reason}")
-    rows = status.statuses(ctx.runs, ledger.attempts())
+        own = [str(user_dir)] if user_dir else []
+        return cli.refuse(error.lines, files=[str(spec.study_dir()), *own, *study_file])
+    trials = ledger.trials()
+    jobs = liveness.job_states(trials)
+    for trial in trials:
+        job = jobs.get(trial.number)
+        if job and job.state == "dead" and ledger.fail(trial.number, job.reason):
+            print(f"marked failed: {trial.user_attrs.get('label')} (trial {trial.number}): {job.reason}")
+    rows = status.statuses(ctx.runs, ledger.attempts(), jobs)
     return launch_missing(ctx, ledger, rows, args.retry_failed, argv)
 
 
@@ -124,13 +155,27 @@ def show_status(ctx: Context) -> int:
     here, and the next launch records that in the ledger."""
     ledger = Ledger.read(ctx.storage, ctx.study.name)
     attempts = ledger.attempts() if ledger else {}
-    died = {}
-    for trial, reason in liveness.dead_trials(t for trials in attempts.values() for t in trials):
-        died[trial.number] = reason
-        print(f"marked failed: {trial.user_attrs.get('label')} (trial {trial.number}): {reason} "
-              "(recorded in the ledger by the next launch)")
-    print(status.table(status.statuses(ctx.runs, attempts, died), ctx.study.metric))
+    jobs = liveness.job_states(t for trials in attempts.values() for t in trials)
+    for trials in attempts.values():
+        for trial in trials:
+            if trial.number in jobs and jobs[trial.number].state == "dead":
+                print(f"marked failed: {trial.user_attrs.get('label')} (trial {trial.number}): "
+                      f"{jobs[trial.number].reason} (recorded in the ledger by the next launch)")
+    print(status.table(status.statuses(ctx.runs, attempts, jobs), ctx.study.metric))
     return 0
+
+
+def record(ctx: Context) -> Context:
+    """Write ``study.json`` with the study's options, checked again under the launch lock
+    (another launcher may have recorded some since ``context`` read it); the invocation as
+    recorded, whose runs are the ones to launch."""
+    with claims.launching(ctx.results):
+        recorded = identity.recheck(ctx.study, ctx.results, ctx.options, ctx.given, ctx.add_runs, ctx.runs_of)
+        runs = identity.union(ctx.runs_of(o) for o in recorded.selected)
+        ctx = dataclasses.replace(ctx, options=recorded, runs=runs)
+        identity.write_plan(ctx.results, ctx.study, ctx.profile, ctx.cluster, ctx.storage, recorded.record,
+                            ctx.planned)
+    return ctx
 
 
 def launch_missing(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], retry_failed: bool,
@@ -148,7 +193,6 @@ def launch_missing(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], r
         return 0
     print(f"{ctx.study.name}: launching {len(todo)} {wanted} run(s) on {ctx.cluster} "
           f"(profile {ctx.profile}); before: {before}")
-    write_plan(ctx)
     if ctx.cluster != "slurm":  # on SLURM the last job to finish writes the report
         import_in_background(REPORT_BUILDER)
     try:
@@ -157,7 +201,7 @@ def launch_missing(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], r
         print(f"\ninterrupted: stopped runs resume from their checkpoints with --retry-failed; "
               f"runs not started yet with a plain rerun (results: {ctx.results})", file=sys.stderr)
         return 130
-    print(status.table(status.statuses(ctx.runs, ledger.attempts()), ctx.study.metric))
+    print(status.table(_rows(ctx, ledger), ctx.study.metric))
     if ctx.cluster != "slurm":  # on SLURM the last job to finish writes it
         write_report(REPORT_BUILDER, ctx.study.name, ctx.results, ctx.storage)
     print(f"results: {ctx.results}  (ledger: {ctx.storage}; sacred runs: {ctx.results / 'sacred'})")
@@ -167,29 +211,27 @@ def launch_missing(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], r
     return 1 if failed else 0
 
 
-def context(args: argparse.Namespace) -> Context:
+def context(args: argparse.Namespace, user_dir: Path | None = None) -> Context:
     """Validate the invocation completely; raises ``SpecError`` with every problem found."""
     path = Path(args.study)
-    if args.study not in spec.available() and path.is_file() and path.suffix != ".toml":
+    if args.study not in catalog.available(user_dir) and path.is_file() and path.suffix != ".toml":
         raise SpecError([f"{path} is a file but not a study: a study is a .toml file (see --list)"])
-    study = spec.load(args.study)
+    study = spec.load(catalog.resolve(args.study, user_dir))
     errors: list[str] = []
-    overrides: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
     try:
-        overrides = cli.assignments(args.set, functools.partial(plan.override_problem, study))
+        settings = cli.assignments(args.set, functools.partial(plan.override_problem, study))
     except ConfigError as error:
         errors.append(str(error))
     if args.data == "":
         errors.append("--data '': give the data set's folder")
-    elif args.data is not None:
-        overrides["data.path"] = args.data
     if args.seeds is not None and args.seeds < 1:
         errors.append(f"--seeds {args.seeds}: give a count of at least 1")
     if args.cluster not in launch.CLUSTERS:  # argparse does not check a default from the environment
         errors.append(f"${CLUSTER_ENV}={args.cluster}: choose one of {', '.join(launch.CLUSTERS)}")
     if args.max_parallel is not None and args.max_parallel < 1:
         errors.append(f"--max-parallel {args.max_parallel}: give at least 1")
-    launching = not (args.status or args.dry_run)  # the read-only commands write nowhere
+    launching = not (args.status or args.dry_run or args.print_config)  # the read-only commands write nowhere
     results = args.results if args.results is not None else str(Path("runs") / study.name)
     storage = args.storage if args.storage is not None else str(Path(results).absolute() / "ledger.journal")
     problems = [cli.folder_problem(results, "--results", launching)]
@@ -203,49 +245,21 @@ def context(args: argparse.Namespace) -> Context:
         errors.extend(error.lines)
     if errors:
         raise SpecError(errors)
-    profile = args.profile or study.profile
-    runs = plan.expand(study, profile, overrides, tuple(range(args.seeds)) if args.seeds else None)
-    resources = study.resources(profile)
+    given = identity.Given(args.profile, settings, args.data or None, args.seeds)
+    runs_of = identity.planner(study)
+    found = identity.resolve(study, identity.read_plan(Path(results)), given, args.add_runs, runs_of,
+                             Path(results).absolute())
+    runs = identity.union(runs_of(o) for o in found.selected)
+    resources = study.resources(found.profile)
     if args.partition:
         resources = dataclasses.replace(resources, partition=args.partition)
     tasks = resources.world_size if args.cluster == "slurm" else 1  # a local run is one process
-    problems = plan.data_problems(runs, profile, tasks) if launching else []
+    problems = plan.data_problems(runs, found.profile, tasks, study.labels_for) if launching else []
     if problems:
         raise SpecError(problems)
     max_parallel = args.max_parallel or launch.default_parallelism(resources)
-    return Context(study, profile, runs, resources, args.cluster, Path(results).absolute(), storage, observers,
-                   max_parallel)
-
-
-def dry_run(ctx: Context) -> str:
-    base = profile_config(ctx.profile)
-    diffs = [plan.diff(run.config, base) for run in ctx.runs]
-    common = {k: v for k, v in diffs[0].items() if all(d.get(k) == v for d in diffs)}
-    study = ctx.study
-    lines = [f"{study.name}: {study.description}",
-             f"reference: {study.reference or '(none)'}",
-             f"profile {ctx.profile}, metric {study.metric} ({study.direction}), cluster {ctx.cluster}",
-             f"results: {ctx.results}  ledger: {ctx.storage}",
-             f"every run changes from profile {ctx.profile}: " + (_changes(common) or "nothing"),
-             f"{len(ctx.runs)} runs:"]
-    width = max(len(run.label) for run in ctx.runs)
-    for run, d in zip(ctx.runs, diffs):
-        own = {k: v for k, v in d.items() if k not in common}
-        paper = f"paper {run.paper:g}" if run.paper is not None else "paper -"
-        lines.append(f"  {run.label:{width}s}  {paper:11s}  key {run.key}  {_changes(own) or '(baseline)'}")
-    r = ctx.resources
-    lines.append(f"resources ({ctx.profile}): nodes {r.nodes}, GPUs/node {r.gpus_per_node}, CPUs/task "
-                 f"{r.cpus_per_task}, tasks/node {r.tasks}, memory {r.mem_gb:g} GB, time {r.time_min} min, partition "
-                 f"{r.partition or '(cluster default)'}, array parallelism {r.array_parallelism}, "
-                 f"signal {r.signal_delay_s} s before the limit, {r.max_timeouts} requeues on time limit")
-    if ctx.cluster == "slurm":
-        folder = ctx.results / "submitit" / "<submission>"
-        lines.append(f"sbatch script (one job array of {len(ctx.runs)} runs; split at the cluster's "
-                     "MaxArraySize when larger):")
-        lines.append(launch.sbatch_script(folder, r, study.name, len(ctx.runs)))
-    else:
-        lines.append(f"{ctx.cluster}: at most {ctx.max_parallel} run(s) at once, on this machine")
-    return "\n".join(lines)
+    return Context(study, found.profile, runs, resources, args.cluster, Path(results).absolute(), storage, observers,
+                   max_parallel, found, given, args.add_runs, runs_of)
 
 
 def submit(ctx: Context, ledger: Ledger, todo: list[status.RunStatus]) -> list[str]:
@@ -255,12 +269,13 @@ def submit(ctx: Context, ledger: Ledger, todo: list[status.RunStatus]) -> list[s
     ex = launch.executor(ctx.cluster, folder, ctx.resources, ctx.study.name)
     preparers = [_preparer(ctx, ledger, row) for row in todo]
     failed: list[str] = []
+    queued = {row.run.key: row.latest.number if row.latest else None for row in todo}
 
     def submitted(job_spec: JobSpec, job: submitit.Job) -> None:
         attrs: dict[str, Any] = {"job_id": job.job_id, "submitit_dir": str(job.paths.folder)}
         if ctx.cluster == "local":
             attrs.update(liveness.owner_attrs("job", int(job.job_id)))
-            print(f"[{job_spec.label}] started: job {job.job_id}, log {job.paths.stdout}", flush=True)
+            print(f"[{job_spec.label}] submitted: job {job.job_id}, log {job.paths.stdout}", flush=True)
         elif ctx.cluster == "debug":
             attrs.update(liveness.owner_attrs("job", os.getpid()))
         ledger.set_attrs(job_spec.trial, attrs)
@@ -277,6 +292,7 @@ def submit(ctx: Context, ledger: Ledger, todo: list[status.RunStatus]) -> list[s
             error = str(trial.user_attrs.get("error"))
             log = "" if str(job.paths.stderr) in error else f" (log: {job.paths.stderr})"
             print(f"[{job_spec.label}] FAILED: {error}{log}", flush=True)
+        print(progress.line(_rows(ctx, ledger), queued, ctx.max_parallel if ctx.cluster == "local" else 1), flush=True)
 
     if ctx.cluster == "slurm":
         specs = [job_spec for prepare in preparers if (job_spec := prepare())]
@@ -299,6 +315,12 @@ def submit(ctx: Context, ledger: Ledger, todo: list[status.RunStatus]) -> list[s
                 job.results()  # runs it here; the debug executor opens pdb on an error
             finished(job_spec, job)
     return failed
+
+
+def _rows(ctx: Context, ledger: Ledger) -> list[status.RunStatus]:
+    """Each run's state now, a RUNNING trial's as its job's (pending, running)."""
+    attempts = ledger.attempts()
+    return status.statuses(ctx.runs, attempts, liveness.job_states(t for ts in attempts.values() for t in ts))
 
 
 def _preparer(ctx: Context, ledger: Ledger, row: status.RunStatus):
@@ -331,33 +353,13 @@ def _preparer(ctx: Context, ledger: Ledger, row: status.RunStatus):
                 "run_key": run.key, "run_id": run_id, "attempt": attempt, "label": run.label,
                 "axes": dict(run.axes), "seed": run.seed, "paper": run.paper, "profile": ctx.profile,
                 "cluster": ctx.cluster, "results_dir": str(ctx.results), "run_dir": run_dir,
-                "sacred_dir": str(sacred_root / run_id), **liveness.owner_attrs("launcher", os.getpid())})
+                "sacred_dir": str(sacred_root / run_id), **liveness.owner_attrs("launcher", os.getpid())},
+                study=ctx.study, profile=ctx.profile, run=run)
         return JobSpec(study=ctx.study.name, storage=ctx.storage, trial=number, run_id=run_id, label=run.label,
                        metric=ctx.study.metric, config=run.config.to_dict(), run_dir=run_dir,
                        sacred_root=str(sacred_root), observers=ctx.observers,
                        threads=ctx.resources.cpus_per_task, slots=slot_files, report_builder=REPORT_BUILDER)
     return prepare
-
-
-def write_plan(ctx: Context) -> None:
-    """``study.json``: the study as run last (axes, labels, paper numbers, run keys) for reports."""
-    study = ctx.study
-    ctx.results.mkdir(parents=True, exist_ok=True)
-    plan_data = {
-        "study": study.name, "file": str(study.path), "description": study.description,
-        "reference": study.reference, "metric": study.metric, "direction": study.direction,
-        "profile": ctx.profile, "cluster": ctx.cluster, "storage": ctx.storage,
-        "axes": [{"name": a.name, "key": a.key, "labels": [v.label for v in a.values],
-                  "paper": list(a.paper) if a.paper else None} for a in study.axes],
-        "runs": [{"key": r.key, "label": r.label, "axes": dict(r.axes), "seed": r.seed, "paper": r.paper,
-                  "name": r.name} for r in ctx.runs],
-    }
-    # another launcher of the study, or a report being built, may read it now
-    write_text_atomic(ctx.results / "study.json", json.dumps(plan_data, indent=2))
-
-
-def _changes(changes: dict[str, tuple[Any, Any]]) -> str:
-    return ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(changes.items()))
 
 
 def _stamp() -> str:

@@ -1,8 +1,10 @@
-"""Each planned run's state from the ledger: done / running / failed / missing, as a table.
+"""Each planned run's state from the ledger: done / running / pending / failed / missing, as a table.
 
-A run's state is its latest attempt's; earlier attempts stay in the ledger for the record. An
-attempt whose job is known dead (``liveness``) shows as failed even while its trial still says
-RUNNING: ``--status`` only reads, and the next launch records the failure in the ledger.
+A run's state is its latest attempt's; earlier attempts stay in the ledger for the record. A
+RUNNING trial is *pending* while its job waits (SLURM's queue, with squeue's reason; a local job
+starting up or waiting for a slot) and *running* once it trains (``liveness.job_states``). An
+attempt whose job is known dead shows as failed even while its trial still says RUNNING:
+``--status`` only reads, and the next launch records the failure in the ledger.
 """
 from __future__ import annotations
 
@@ -10,19 +12,20 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from studies.ledger import STATE_NAMES
+from studies.liveness import JobState
 from studies.plan import Run
 
-STATES = ("done", "running", "failed", "missing")
+STATES = ("done", "running", "pending", "failed", "missing")
 
 
 @dataclass(frozen=True)
 class RunStatus:
     run: Run
     attempts: Sequence[FrozenTrial]
-    died: str | None = None  # why the latest attempt's job is known dead, its trial not marked yet
+    job: JobState | None = None  # what the latest attempt's job does, if its trial is RUNNING
 
     @property
     def latest(self) -> FrozenTrial | None:
@@ -30,35 +33,45 @@ class RunStatus:
 
     @property
     def state(self) -> str:
-        if self.died:
-            return "failed"
-        return STATE_NAMES.get(self.latest.state, "failed") if self.latest else "missing"
+        if self.latest is None:
+            return "missing"
+        if self.job is not None and self.latest.state == TrialState.RUNNING and self.job.state != "running":
+            return "failed" if self.job.state == "dead" else "pending"
+        return STATE_NAMES.get(self.latest.state, "failed")
 
 
 def statuses(runs: Sequence[Run], attempts: dict[str, list[FrozenTrial]],
-             died: Mapping[int, str] | None = None) -> list[RunStatus]:
-    """Each run's row; ``died``: trial number -> reason, for RUNNING trials whose job is gone."""
+             jobs: Mapping[int, JobState] | None = None) -> list[RunStatus]:
+    """Each run's row; ``jobs``: trial number -> its job's state, for RUNNING trials
+    (``liveness.job_states``; without it every RUNNING trial counts as running)."""
     rows = []
     for run in runs:
         trials = attempts.get(run.key, [])
-        rows.append(RunStatus(run, trials, (died or {}).get(trials[-1].number) if trials else None))
+        rows.append(RunStatus(run, trials, (jobs or {}).get(trials[-1].number) if trials else None))
     return rows
 
 
-def summary(rows: Sequence[RunStatus]) -> str:
-    counts = {state: sum(r.state == state for r in rows) for state in STATES}
-    return f"progress: {counts['done']}/{len(rows)} done, " + ", ".join(
-        f"{counts[s]} {s}" for s in STATES[1:])
+def counts(rows: Sequence[RunStatus]) -> dict[str, int]:
+    return {state: sum(r.state == state for r in rows) for state in STATES}
+
+
+def summary(rows: Sequence[RunStatus], tally: Mapping[str, int] | None = None) -> str:
+    """"progress: 2/5 done, 1 running, 1 failed, 1 missing"; pending only when some are, so the
+    line of a study with nothing queued reads as it always has."""
+    tally = tally or counts(rows)
+    shown = [s for s in STATES[1:] if s != "pending" or tally["pending"]]
+    return f"progress: {tally['done']}/{len(rows)} done, " + ", ".join(f"{tally[s]} {s}" for s in shown)
 
 
 def table(rows: Sequence[RunStatus], metric: str) -> str:
-    header = ("run", "state", "attempt", metric, "paper", "job", "run folder / error")
+    header = ("run", "state", "attempt", metric, "paper", "job", "run folder / error / why it waits")
     lines = [header]
     for row in rows:
         trial = row.latest
         attrs = trial.user_attrs if trial else {}
         value = trial.value if trial is not None and trial.value is not None else None
-        detail = (attrs.get("error") or row.died) if row.state == "failed" else attrs.get("run_dir", "")
+        detail = {"failed": attrs.get("error") or (row.job.reason if row.job else ""),
+                  "pending": row.job.reason if row.job else ""}.get(row.state, attrs.get("run_dir", ""))
         lines.append((row.run.label, row.state, str(attrs.get("attempt", "")), _number(value),
                       _number(row.run.paper), str(attrs.get("job_id", "")), str(detail or "")))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]

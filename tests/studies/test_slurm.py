@@ -104,3 +104,32 @@ def test_refused_submission_is_one_line_and_its_runs_stay_missing(slurm_partitio
     assert [r.state for r in status.statuses(runs, ledger.attempts())] == ["missing", "missing"]
     assert all(t.state == TrialState.FAIL and t.user_attrs["error"] == f"not submitted: {message}"
                for t in ledger.trials())  # on record for the dashboard, attempts of no run
+
+
+def test_held_jobs_show_as_pending_with_squeues_reason(slurm_partition, write_study, tmp_path, capsys):
+    """Jobs submitted held (``sbatch --hold``) wait in the queue until released: pending, with
+    squeue's reason, neither running nor failed, and a relaunch leaves them be."""
+    path = write_study("held", axes=[{"name": "m", "key": "loss.center_momentum", "values": [0.9, 0.99]}],
+                       resources={"cpus_per_task": 1, "mem_gb": 2, "time_min": 10, "sbatch": {"hold": True}})
+    results = tmp_path / "results"
+    argv = [str(path), "--results", str(results), "--cluster", "slurm", "--partition", slurm_partition]
+    assert main(argv) == 0
+    capsys.readouterr()
+    job_ids = [t.user_attrs["job_id"] for t in trials(results, "held")]
+    try:
+        assert main(argv + ["--status"]) == 0
+        out = capsys.readouterr().out
+        rows = [line for line in out.splitlines() if line.startswith("m=")]
+        assert len(rows) == 2 and all(" pending " in row and row.endswith("PENDING (JobHeldUser)") for row in rows)
+        assert "progress: 0/2 done, 0 running, 2 pending, 0 failed, 0 missing" in out
+        assert main(argv) == 0
+        assert "nothing to submit (progress: 0/2 done, 0 running, 2 pending, 0 failed, 0 missing)" in \
+            capsys.readouterr().out
+        assert all(t.state == TrialState.RUNNING for t in trials(results, "held"))
+    finally:
+        subprocess.run(["scancel", *job_ids], check=True)
+
+    def failed() -> bool:
+        main(argv + ["--status"])
+        return "0/2 done, 0 running, 2 failed" in capsys.readouterr().out
+    wait_for(failed, 60, "the cancelled jobs to show as failed")
