@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.distributions import BaseDistribution
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from core import cli
-from studies import journal
-from studies.spec import SpecError
+from studies import journal, params
+from studies.plan import Run
+from studies.spec import SpecError, Study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -81,7 +82,7 @@ def open_storage(url: str) -> BaseStorage:
     damage = journal.repair(path)
     if damage:
         print(damage, file=sys.stderr, flush=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    return journal.Journal(path)  # from its snapshot: only the entries after it are replayed
 
 
 class Ledger:
@@ -89,6 +90,7 @@ class Ledger:
         self.study = study
         self.storage = study._storage  # optuna exposes no public getter; the storage API is public
         self.study_id = self.storage.get_study_id_from_name(study.study_name)
+        self._held_distributions: dict[str, BaseDistribution] | None = None
 
     @classmethod
     def create(cls, url: str, name: str, direction: str, metric: str) -> Ledger:
@@ -143,11 +145,31 @@ class Ledger:
         return found
 
     # -- writing ----------------------------------------------------------------------------------
-    def new_attempt(self, attrs: Mapping[str, Any]) -> int:
-        """A RUNNING trial for one attempt of a run; returns its number."""
-        trial = self.study.ask()
-        self.set_attrs(trial.number, attrs)
-        return trial.number
+    def new_attempt(self, attrs: Mapping[str, Any], study: Study | None = None, profile: str | None = None,
+                    run: Run | None = None) -> int:
+        """A RUNNING trial for one attempt of a run, with its attributes and (given the ``run`` of
+        ``study`` on ``profile``) its axes as params, all in one storage write; returns its number.
+        Created from a template rather than by ``ask()``, which would refuse a categorical axis
+        that gained a value (``studies.params``)."""
+        given = params.settle(params.declared(study, profile, run), self._held()) if study and profile and run else {}
+        distributions = {k: d for k, (_, d) in given.items()}
+        template = optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs=dict(attrs),
+                                             params={k: v for k, (v, _) in given.items()},
+                                             distributions=distributions)
+        number = self.storage.get_trial_number_from_id(self.storage.create_new_trial(self.study_id, template))
+        self._held().update(distributions)
+        return number
+
+    def _held(self) -> dict[str, BaseDistribution]:
+        """The newest distribution of each param, read from the trials once per ledger opened and
+        then kept up to date by ``new_attempt``: reading them again for every new attempt made a
+        launch of N runs take N^2 trial reads. (Another launcher widening an axis meanwhile is
+        seen at the next open; a trial with an older distribution is still a valid trial.)"""
+        if self._held_distributions is None:
+            self._held_distributions = {}
+            for trial in reversed(self.trials()):
+                self._held_distributions = {**trial.distributions, **self._held_distributions}
+        return self._held_distributions
 
     def set_attrs(self, number: int, attrs: Mapping[str, Any]) -> None:
         trial_id = self._trial_id(number)

@@ -11,6 +11,13 @@ A resumed training first gives again the epoch and k-NN records its checkpoint h
 (``core.train``), so that an attempt retried after a SIGKILL records the epochs its predecessor
 trained but never flushed; a record this attempt's ``metrics.json`` already holds from an earlier
 segment, with the same value, is not logged twice.
+
+Live curves (``core.live``) are fed by the same callback: ``--observer tensorboard=DIR`` writes
+each attempt's event files to ``DIR/<study>/<label>/<run id>`` (TensorBoard's run selector lists
+the arms by label, a retry beside its first attempt), with the run's axes in the HParams tab when
+its sacred config holds them as ``params``; ``--observer wandb=PROJECT`` logs each attempt as the
+W&B run ``<run id>`` named by its label, grouped by study, with the run's config. Both get only
+what sacred logs, so a requeued segment gives them no point twice.
 """
 from __future__ import annotations
 
@@ -29,12 +36,15 @@ from sacred.experiment import gather_command_line_options
 from sacred.observers import FileStorageObserver
 from sacred.utils import SacredInterrupt, apply_backspaces_and_linefeeds
 
+from core import cli, live
 from core.config import DINOConfig
 from studies.spec import SpecError
 
 REPO = Path(__file__).resolve().parent.parent
 SETTINGS.DISCOVER_SOURCES = "sys"  # store every loaded module of the repository (core/, studies/)
 Callback = Callable[[str, int, Mapping[str, float]], None]
+# Observers of our own beside sacred's, each fed by the train callback: name -> what it takes.
+LIVE = {"tensorboard": "DIR", "wandb": "PROJECT"}
 
 
 class Requeued(SacredInterrupt):
@@ -60,20 +70,39 @@ class SegmentedFileStorageObserver(FileStorageObserver):
 
 
 def observer_options(specs: list[str]) -> dict[str, str]:
-    """``--observer mongo_db=mongodb://host/db`` -> sacred's own option ``{"--mongo_db": url}``."""
+    """``--observer mongo_db=mongodb://host/db`` -> sacred's own option ``{"--mongo_db": url}``;
+    ``tensorboard=DIR`` -> ``{"tensorboard": absolute DIR}`` and ``wandb=PROJECT`` as it is, each
+    refused here, before anything runs, if its package is not installed."""
     known = {o.get_flag()[2:] for o in gather_command_line_options()
              if o.apply_function.__module__.startswith("sacred.observers")}
     options, errors = {}, []
     for spec in specs:
         name, sep, value = spec.partition("=")
-        if not sep or not value or name not in known:
-            errors.append(f"--observer {spec}: write NAME=ARGUMENT with NAME one of {', '.join(sorted(known))} "
-                          "(sacred's observer options, e.g. mongo_db=mongodb://host:27017/db)")
+        if not sep or not value or name not in known | set(LIVE):
+            errors.append(f"--observer {spec}: write NAME=ARGUMENT with NAME one of "
+                          f"{', '.join(f'{n}={a}' for n, a in LIVE.items())} or sacred's "
+                          f"{', '.join(sorted(known))} (e.g. mongo_db=mongodb://host:27017/db)")
+        elif name in LIVE:
+            problem = _live_problem(name, value)
+            if problem:
+                errors.append(f"--observer {spec}: {problem}")
+            options[name] = str(Path(value).absolute()) if name == "tensorboard" else value
         else:
             options[f"--{name}"] = value
     if errors:
         raise SpecError(errors)
     return options
+
+
+def _live_problem(name: str, value: str) -> str | None:
+    if problem := live.missing(name):
+        return problem
+    if name == "tensorboard":
+        return cli.folder_problem(value, "the folder")
+    if bad := [c for c in "/\\#?%:" if c in value]:  # what W&B refuses in a project name
+        return (f"a W&B project name cannot hold {' '.join(bad)}; give the project's plain name "
+                "(the team comes from WANDB_ENTITY)")
+    return None
 
 
 def _previous_segments(folder: Path) -> list[dict[str, Any]]:
@@ -128,17 +157,24 @@ def recorded_run(ex: Experiment, *, run_id: str, sacred_root: str, observers: Ma
                    "start": _iso(started), "end": None, "seconds": None, "status": "RUNNING"}
         _run.info.update(segments=segments + [segment], versions=_versions(),
                          slurm={k: v for k, v in os.environ.items() if k.startswith("SLURM_")})
+        curves: list[Any] = []  # opened in the try below, so that a W&B that refuses is a failed run
 
         def callback(kind: str, step: int, metrics: Mapping[str, float]) -> None:
-            for name, value in metrics.items():
-                if not _same(logged.get(f"{kind}.{name}", {}).get(step), float(value)):
-                    _run.log_scalar(f"{kind}.{name}", float(value), step)
+            fresh = {name: float(value) for name, value in metrics.items()
+                     if not _same(logged.get(f"{kind}.{name}", {}).get(step), float(value))}
+            for name, value in fresh.items():
+                _run.log_scalar(f"{kind}.{name}", value, step)
+            for curve in curves:
+                curve(kind, step, fresh)
 
         def close(status: str) -> dict[str, float]:
             segment.update(end=_iso(time.time()), seconds=time.time() - started, status=status)
+            for curve in curves:
+                curve.close(status)
             return _cost(_run.info["segments"], num_tasks)
 
         try:
+            curves.extend(_live_curves(observers, _run, run_id))
             result = body(callback)
         except SystemExit as exit_:
             requeued = requeueing()
@@ -156,11 +192,26 @@ def recorded_run(ex: Experiment, *, run_id: str, sacred_root: str, observers: Ma
         return {**{k: v if isinstance(v, str) else float(v) for k, v in result.items()}, **cost}
 
     ex.main(main)
-    options = {"--id": segment_id, "--capture": "sys", **observers}
+    options = {"--id": segment_id, "--capture": "sys", **{k: v for k, v in observers.items() if k not in LIVE}}
     try:
         return ex.run(options=options).result
     except Requeued as requeued:
         raise SystemExit(requeued.code) from requeued
+
+
+def _live_curves(observers: Mapping[str, str], run: Any, run_id: str) -> list[Any]:
+    """The live observers of one segment of the sacred ``run``, opened (``core.live``)."""
+    study = run.experiment_info["name"]
+    meta = run.config.get("study", {})
+    label = str(meta.get("label", run_id))
+    curves: list[Any] = []
+    if "tensorboard" in observers:
+        folder = Path(observers["tensorboard"], study, label.replace("/", "_"), run_id)
+        curves.append(live.TensorBoardCurves(folder, run.config.get("params")))
+    if "wandb" in observers:
+        config = json.loads(json.dumps(run.config))  # plain dicts, not sacred's read-only ones
+        curves.append(live.WandbCurves(observers["wandb"], run_id, label, study, config))
+    return curves
 
 
 def _cost(segments: list[dict[str, Any]], num_tasks: int) -> dict[str, float]:
