@@ -25,8 +25,8 @@ from core.data import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("peak", "train", "knn", "study", "loader")
-OPT_IN = ("learn",)  # whole trainings: only when named in --only
+SECTIONS = ("peak", "train", "knn", "study", "gpu", "loader")
+OPT_IN = ("learn", "ledger")  # only when named in --only: whole trainings; a 10,000-run ledger (minutes)
 VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {"precision": "fp32", "compile": False},  # the reference point of every speed-up
     "bf16": {"precision": "bf16", "compile": False},
@@ -184,6 +184,13 @@ def synthetic_data(config: DINOConfig, n_images: int, seed: int = 0) -> DataSpli
     dataset = TensorImageDataset(images, labels)
     return DataSplits(train=dataset, memory=dataset, queries=dataset, num_classes=10,
                       channels=channels, mean=mean, std=std)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
 
 
 def describe(config: DINOConfig) -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 import platform
 from typing import Any
 
+from benchmarks.gpu import gpu_report
+from benchmarks.ledger import ledger_report
 from benchmarks.loader import loader_report
+from benchmarks.measure import _table
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -14,13 +17,6 @@ def _fmt_s(seconds: float | None) -> str:
 
 def _fmt_bytes(n: float | None) -> str:
     return "-" if n is None else f"{n / 2**20:.0f} MiB"
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
-    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
 
 
 def _knn_report(knn: dict[str, Any]) -> str:
@@ -78,8 +74,12 @@ def report(results: dict[str, Any]) -> str:
     for key in ("knn", "knn_cuda"):
         if results.get(key):
             parts += ["", f"[{key}]", _knn_report(results[key])]
+    if results.get("gpu"):
+        parts += ["", gpu_report(results["gpu"])]
     if results.get("loader"):
         parts += ["", loader_report(results["loader"])]
+    if results.get("ledger"):
+        parts += ["", ledger_report(results["ledger"])]
     learn = results.get("learn")
     if learn:
         rows = [[r["variant"], str(r["seed"]), r["precision"], str(r["compile"]), f"{r['knn_top1']:.2f}",

@@ -6,9 +6,8 @@ Every figure is measured in this one invocation, on this machine, and written to
 - ``peak``: the matmul throughput of the device per precision (a large square matmul), the
   denominator of every utilisation figure;
 - ``train``: the trainer's own step (``core.train.Trainer.step``) for the ``tiny`` profile on CPU in
-  several speed variants (``plain`` = eager fp32, the reference point; ``bf16``; ``+compile``),
-  and, where a GPU is present, ViT-S/16 with 2x224 + 8x96 crops at batch 64 and 128 (the
-  ``vits16_imagenet`` profile on random uint8 images): seconds per iteration, images per second,
+  several speed variants (``plain`` = eager fp32, the reference point; ``bf16``; ``+compile``):
+  seconds per iteration, images per second,
   a per-phase breakdown (timed through the step's timer hook), FLOPs counted with
   ``torch.utils.flop_counter.FlopCounterMode``, model FLOP utilisation against the peak of the
   precision used, and peak memory of one step (RSS on CPU, allocated bytes on GPU);
@@ -18,9 +17,17 @@ Every figure is measured in this one invocation, on this machine, and written to
   runs' own training time, and the time to plan and dry-run a 1,000-run grid. About 7 s of it
   is paid once per study (the launcher's and the first run's start-up, the report at the end),
   so the per-run figure falls with N; ``--study-runs N`` to see it;
+- ``gpu``: ViT-S/16 (2x224 + 8x96 and + 10x96 crops) at batch 64 and 128 (``--gpu-batches``),
+  bf16 and fp16, on the first GPU: images per second, MFU against the GPU's dense bf16 peak,
+  peak memory, and the ImageFolder loader run alongside in worker processes
+  (``benchmarks/gpu.py``); without a GPU it is skipped, and ``--only gpu`` is refused unless
+  ``--quick`` (a tiny ViT on CPU, the test);
 - ``loader``: images per second per CPU core that the ImageFolder loader decodes and crops
   (2x224 + 8x96 views of 500x375 JPEGs, one thread), and the loader workers an 8-GPU node
   needs at the ViT-S/16 step rate (``benchmarks/loader.py``);
+- ``ledger`` (only with ``--only ledger``): planning, ``--dry-run``, ``--status`` and one job's
+  ledger reads and writes on a synthetic ledger of 10,080 runs, journal file and SQLite
+  (``benchmarks/ledger.py``; ``--ledger-runs N`` for another size);
 - ``learn`` (only with ``--only learn``): whole trainings of the profile and of its plain fp32
   eager twin for two seeds, to show the fast path learns the same (k-NN top-1 within seed noise).
 
@@ -49,7 +56,9 @@ from typing import Any
 import torch
 
 from benchmarks.knn import bench_knn
+from benchmarks.gpu import bench_gpu
 from benchmarks.learn import bench_learn
+from benchmarks.ledger import FULL_RUNS, bench_ledger
 from benchmarks.loader import bench_loader
 from benchmarks.measure import (
     OPT_IN,
@@ -85,23 +94,26 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variants", default=None,
                    help="CPU speed variants, plain first (default: plain,bf16,bf16+compile,fp32+compile,"
                         "bf16/bf16-attention; quick: plain,bf16,bf16+compile)")
-    p.add_argument("--gpu-batches", default="64,128", help="ViT-S/16 batch sizes per GPU")
+    p.add_argument("--gpu-batches", default="64,128", help="ViT-S/16 batch sizes per GPU of the gpu section")
     p.add_argument("--iters", type=int, default=None, help="timed rounds (default 10; quick 2)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps per variant (default 2; quick 1)")
     p.add_argument("--study-runs", type=int, default=None, help="runs of the study overhead study")
+    p.add_argument("--ledger-runs", type=int, default=None,
+                   help=f"runs of the ledger section's synthetic study (default {FULL_RUNS}; quick 200)")
     p.add_argument("--learn-seeds", type=int, default=2, help="seeds of the learn section (default 2)")
     p.add_argument("--learn-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override for the learn section's trainings (on top of --set)")
     p.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/<time>.json)")
     args = p.parse_args(argv)
 
+    args.only_given = args.only != p.get_default("only")
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(args.only) - set(SECTIONS + OPT_IN))
     if unknown:
         p.error(f"--only: unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS + OPT_IN)}")
     if "train" in args.only and "peak" not in args.only:
         args.only.append("peak")  # utilisation needs the peak of the same run
-    for option in ("iters", "study_runs", "learn_seeds"):
+    for option in ("iters", "study_runs", "ledger_runs", "learn_seeds"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             p.error(f"--{option.replace('_', '-')} {getattr(args, option)}: give at least 1")
     quick = args.quick
@@ -115,7 +127,10 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     batches = args.gpu_batches.split(",")
     if not all(b.strip().isdigit() and int(b) > 0 for b in batches):
         p.error(f"--gpu-batches {args.gpu_batches}: write batch sizes per GPU, e.g. 64,128")
-    args.gpu_batches = [16] if quick else [int(b) for b in batches]
+    args.gpu_batches = [int(b) for b in batches]
+    if "gpu" in args.only and not (quick or torch.cuda.is_available()) and args.only_given:
+        p.error("--only gpu: this machine has no CUDA device; run it on a GPU node, or add --quick for "
+                "the same code on a tiny ViT on CPU")
     args.overrides = {**(QUICK_SHAPES if quick else {}), **cli.assignments(args.set)}
     args.cpu_config = profile_config(args.profile, args.overrides)
     if "learn" in args.only:  # the only section that trains on the data set itself
@@ -168,11 +183,6 @@ def main(argv: list[str] | None = None) -> int:
 
     if "train" in only:
         results["train"] = bench_train(args.profile, cpu_config, variants, cpu, warmup, iters)
-        if gpu is not None:
-            gpu_variants = ["plain", "fp16", "bf16", "bf16+compile"] if not quick else ["plain", "bf16"]
-            for batch in args.gpu_batches:
-                config = profile_config("vits16_imagenet", {"batch_size": batch, "data.num_workers": 0})
-                results["train"] += bench_train(f"vits16 b{batch}", config, gpu_variants, gpu, warmup, iters)
         # the peak once more after the steps: the better of the two is the machine's peak
         again = measure_peaks()
         for dev, by_prec in again.items():
@@ -204,8 +214,17 @@ def main(argv: list[str] | None = None) -> int:
         results["study"] = bench_study(args.study_runs or (2 if quick else 12), 1000, quick,
                                        600 if quick else 1800)
 
+    if "gpu" in only:
+        if gpu is not None or quick:
+            results["gpu"] = bench_gpu(gpu or cpu, quick, warmup, iters, args.gpu_batches)
+        else:
+            print("[gpu] skipped: no CUDA device on this machine", flush=True)
+
     if "loader" in only:
         results["loader"] = bench_loader(8 if quick else 64, 1.0 if quick else 10.0)
+
+    if "ledger" in only:
+        results["ledger"] = bench_ledger(args.ledger_runs or (200 if quick else FULL_RUNS))
 
     if "learn" in only:
         with tempfile.TemporaryDirectory(prefix="bench-learn-") as tmp:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from core.train import PHASES
 
@@ -81,3 +82,29 @@ def test_quick_loader_benchmark_prints_its_figures(tmp_path):
     assert rate == 1007 and r["workers_needed"] == math.ceil(8 * rate / r["images_per_s_per_core"])
     assert f"needs {r['workers_needed']} loader workers" in proc.stdout
     assert f"= {r['workers_needed']}" in proc.stdout and "img/s per core" in proc.stdout
+
+
+def test_gpu_section_runs_its_code_on_cpu_with_a_tiny_vit(tmp_path):
+    out = tmp_path / "gpu.json"
+    command = [sys.executable, "-m", "benchmarks.run", "--quick", "--only", "gpu", "--out", str(out)]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())["gpu"]
+    assert r["peak"]["source"] == "measured matmul"  # no data-sheet peak for a CPU
+    assert r["peak"]["flops_per_s"] == r["peak"]["measured_matmul_flops_per_s"] > 0
+    assert [(s["variant"], s["precision"]) for s in r["steps"]] == [("bf16", "bf16"), ("fp16", "fp16")]
+    for s in r["steps"]:
+        assert s["images_per_s"] == pytest.approx(s["batch_size"] / s["s_per_iter"]) and s["batch_size"] == 4
+        assert s["mfu"] == pytest.approx(s["step_flops"] / s["s_per_iter"] / r["peak"]["flops_per_s"])
+        assert 0 < s["mfu"] <= 1.5 and s["memory"]["peak_bytes"] > 0
+        assert _positive(s["loader_images_per_s"]) and s["loader_workers"] == 1
+        assert s["loader_keeps_up"] == (s["loader_images_per_s"] >= s["images_per_s"])
+    assert "2x32+2x16 b4" in proc.stdout and "loader keeps up" in proc.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="refused only where there is no GPU")
+def test_gpu_section_without_a_gpu_is_refused_in_one_line():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--only", "gpu"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().count("\n") == 0 and "--only gpu" in proc.stderr and "--quick" in proc.stderr
