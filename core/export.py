@@ -37,6 +37,15 @@ def timm_spec(config: DINOConfig, in_chans: int) -> dict[str, Any]:
         "dynamic_img_size": True}}
 
 
+def teacher_weights(state: dict[str, Any]) -> tuple[DINOConfig, dict[str, Any], dict[str, Any]]:
+    """The run's config, its teacher backbone's weights under timm's names, and the
+    ``timm.create_model`` call that takes them, from a checkpoint's contents."""
+    config = DINOConfig.from_dict(json.loads(state["config"]))
+    prefix = "backbone."
+    weights = {k[len(prefix):]: v.contiguous() for k, v in state["teacher"].items() if k.startswith(prefix)}
+    return config, weights, timm_spec(config, weights["patch_embed.proj.weight"].shape[1])
+
+
 def export_teacher(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write the teacher backbone of the checkpoint in ``run_dir``; returns the folder written."""
     run_dir = Path(run_dir)
@@ -44,14 +53,11 @@ def export_teacher(run_dir: str | Path, out_dir: str | Path | None = None) -> Pa
     if state is None:
         raise ConfigError(f"{run_dir} holds no checkpoint.pth: give the folder of a run that has "
                           "trained at least one epoch")
-    config = DINOConfig.from_dict(json.loads(state["config"]))
-    prefix = "backbone."
-    weights = {k[len(prefix):]: v.contiguous() for k, v in state["teacher"].items() if k.startswith(prefix)}
-    in_chans = weights["patch_embed.proj.weight"].shape[1]
+    _, weights, spec = teacher_weights(state)
     out = Path(out_dir) if out_dir else run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
     save_file(weights, str(out / WEIGHTS), metadata={"epochs_trained": str(state["epoch"])})
-    spec = {**timm_spec(config, in_chans), "epochs_trained": int(state["epoch"]),
+    spec = {**spec, "epochs_trained": int(state["epoch"]),
             "normalisation": "the k-NN's: images in [0, 1], minus the data set's mean, over its std",
             "feature": "the CLS token after the final norm (forward returns it with num_classes=0)"}
     (out / SPEC).write_text(json.dumps(spec, indent=2))

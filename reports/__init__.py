@@ -14,6 +14,8 @@ what the studies engine calls when a study finishes. Modules, each with one job:
 * ``verdict``: agreement with the paper per row (direction once resolved, collapse)
 * ``tables``: the study's table and the combined one, as numbers, for reading and in LaTeX
 * ``plots``: k-NN per setting, entropies and KL over training, every run's curves (PNG + SVG)
+* ``attention``: the teachers' CLS attention maps and 60 % masks, from the runs' checkpoints
+* ``importance``: which factor matters in studies of two axes or more (means per value, PED-ANOVA)
 * ``provenance``: what was run (profile, data, seeds, code, software, dates, cost)
 * ``page`` and ``document``: the page's content, rendered as Markdown and self-contained HTML
 * ``fmt``: how numbers read

@@ -9,6 +9,8 @@ results (``runs/<study>/`` by default, like ``python -m studies.run``)::
       report.md, report.html     the page (the HTML is self-contained: images embedded)
       table.csv, table.tex, table.md   the study's table as numbers, for a paper, for pasting
       plots/{knn,entropy_kl,runs}.{png,svg}
+      plots/attention.png        the teachers' attention maps, where a finished run has a checkpoint
+      factors.csv                which factor matters: studies of two axes or more
       data/{runs,metrics}.{csv,parquet}   with --export: the frames, for one's own analysis
     <results>/baselines/<digest>.json     the reference k-NN numbers, measured by the first build
                                           that needs them (``reports.references``; --no-baselines: not)
@@ -54,7 +56,7 @@ from typing import Iterator, Sequence
 from core import cli
 from core.collapse import CollapseRule
 from core.files import write_text_atomic
-from reports import document, page, plots, tables
+from reports import document, importance, page, plots, tables
 from reports.fmt import tex
 from reports.load import (
     EXPORT_FORMATS,
@@ -66,7 +68,7 @@ from reports.load import (
     load_study,
 )
 from reports.noise import SEED_NOISE
-from reports.plots import knn, runs, training
+from reports.plots import attention, knn, runs, training
 from studies import spec
 from studies.ledger import storage_problem
 
@@ -115,6 +117,8 @@ def _write_files(report: page.Contents, rule: CollapseRule, export_format: str |
     write_text_atomic(files["table.csv"], table.to_csv(index=False))
     write_text_atomic(files["table.tex"], tables.latex(results, table, report.notes))
     write_text_atomic(files["table.md"], document.markdown([document.Table(header, rows), *notes], folder))
+    if report.factors:
+        write_text_atomic(folder / importance.FILE, report.factors.frame().to_csv(index=False))
     if export_format:
         files.update({path.name: path for path in export(results, folder / "data", export_format)})
     noise = SEED_NOISE.get(results.plan["profile"])
@@ -124,10 +128,14 @@ def _write_files(report: page.Contents, rule: CollapseRule, export_format: str |
                          knn.caption(results, table, report.references, noise)),
                  "entropy_kl": (training.entropy_kl_figure(results, report.curves, rule, options),
                                 training.caption(results, rule, options)),
-                 "runs": (runs.runs_figure(results, report.curves), runs.caption(report.curves))}
+                 "runs": (runs.runs_figure(results, report.curves), runs.caption(report.curves)),
+                 "attention": (attention.attention_figure(report.attention), attention.caption())}
         figures = []
         for stem, (fig, caption) in drawn.items():
-            paths = plots.save(fig, folder / "plots", stem, formats)
+            if fig is None:  # no run has a checkpoint to draw from: the page says why
+                continue
+            # the attention maps are pixels: an SVG would only wrap the same image, at twice the cost
+            paths = plots.save(fig, folder / "plots", stem, ("png",) if stem == "attention" else formats)
             figures.append(document.Figure(paths["png"], page.TITLES[stem], caption, paths.get("svg")))
     blocks = page.study_page(report, figures, files, folder, rule, portable)
     write_text_atomic(folder / "report.md", document.markdown(blocks, folder))

@@ -14,7 +14,8 @@ import pandas as pd
 
 from core import collapse
 from core.collapse import CollapseRule
-from reports import fmt, labels, provenance, references, tables, verdict
+from reports import fmt, importance, labels, provenance, references, tables, verdict
+from reports.attention import Attention, arm_maps
 from reports.document import (Badge, Block, Bullets, Code, Figure, Heading, Link, Notice, Paragraph, Strong, Table,
                               relative)
 from reports.load import StudyResults, curves, default_results
@@ -25,7 +26,8 @@ from studies import spec
 
 BADGES = {verdict.AGREES: "matches", verdict.COLLAPSED_AS_PAPER: "collapsed", verdict.DIFFERS: "differs",
           verdict.NOT_RESOLVED: "unresolved", verdict.PENDING: "other", verdict.NO_COMPARISON: "other"}
-TITLES = {"knn": "k-NN top-1 per setting", "entropy_kl": "Entropies and KL over training", "runs": "Every run"}
+TITLES = {"knn": "k-NN top-1 per setting", "entropy_kl": "Entropies and KL over training", "runs": "Every run",
+          "attention": "The teachers' attention maps"}
 
 
 @dataclass(frozen=True)
@@ -38,13 +40,16 @@ class Contents:
     table: pd.DataFrame
     notes: list[str]  # the table's notes: references, the best setting and its ties
     curves: pd.DataFrame
+    attention: Attention  # read from the runs' checkpoints: the costly part, done once
+    factors: importance.Factors | None  # which factor matters: studies of two axes or more
 
 
 def contents(results: StudyResults, measure: bool = True) -> Contents:
     """The report's numbers; ``measure``: measure the baselines not yet cached (``reports.references``)."""
     found = references.references(results, compute=measure)
     table = tables.summary(results, found)
-    return Contents(results, found, table, tables.table_notes(table, found), curves(results))
+    return Contents(results, found, table, tables.table_notes(table, found), curves(results), arm_maps(results),
+                    importance.factors(results))
 
 
 def progress_line(results: StudyResults) -> str:
@@ -98,14 +103,38 @@ def study_page(report: Contents, figures: Sequence[Figure], files: Mapping[str, 
         Paragraph(["Also as ", *_links(files, folder), "."]),
         Heading("Verdicts"),
         Bullets([[Strong(row["label"]), " ", _badge(row), f": {row['verdict']}"] for _, row in table.iterrows()]),
+        *_factor_section(report.factors),
         Heading("Plots"),
         *figures,
+        *([Paragraph(["Attention maps: ", " ".join(report.attention.notes)
+                      if not portable else provenance.scrub(" ".join(report.attention.notes), results.results_dir)])]
+          if report.attention.notes else []),
         Heading("Runs"),
         Paragraph(["Every attempt in the ledger. Only the latest attempt of a planned run counts in the tables; "
                    "earlier (superseded) and failed attempts count in the cost."]),
         runs_table(results, folder, portable),
         Heading("How this report decides"),
         Bullets(_decisions(results, rule, portable)),
+    ]
+
+
+def _factor_section(found: importance.Factors | None) -> list[Block]:
+    """Each factor's means and its PED-ANOVA share; nothing for a study of one axis."""
+    if found is None:
+        return []
+    means, ranked = importance.display(found)
+    return [
+        Heading("Which factor matters"),
+        Paragraph([f"Each factor's mean {found.metric} at each of its values, over every finished run at that value "
+                   f"whatever the other axes and the seed (its main effect), with a {CONFIDENCE:.0%} t-interval over "
+                   "those runs: wide where the other factors or the seeds move the metric."]),
+        Table(*means),
+        Paragraph(["Effect: how far apart a factor's means lie. PED-ANOVA share (optuna's "
+                   "PedAnovaImportanceEvaluator, Watanabe et al. 2023): how much more the factor's values concentrate "
+                   "among the best "
+                   f"{importance.TOP:.0%} of the runs than among all of them, as shares summing to 1 ({found.sample}). "
+                   "Also as ", Link(importance.FILE, importance.FILE), "."]),
+        Table(*ranked),
     ]
 
 

@@ -6,7 +6,9 @@ caption that says what it draws:
   axis unless the study ran at the paper's scale;
 * ``training``: h(P_t), h(P_s) and KL(P_t || P_s) over training, the paper's Fig. 7 for the
   collapse study and the same diagnosis for every other one;
-* ``runs``: small multiples, one panel per run: the loss over training and its k-NN.
+* ``runs``: small multiples, one panel per run: the loss over training and its k-NN;
+* ``attention``: the teachers' last-layer CLS attention on fixed images, a row per arm, with
+  each head's 60 % mask (the paper's Fig. 3; PNG only, as it is made of pixels).
 
 This module holds what they share: the style, the colours, the layout of a grid's second axis
 (``reports.labels.facets``) and saving. Figures are ``matplotlib.figure.Figure`` objects, never

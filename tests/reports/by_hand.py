@@ -162,3 +162,19 @@ def write_sacred(folder: Path, config: dict, spec: dict) -> None:
 M_AXIS = {"name": "m", "key": "loss.center_momentum", "labels": ["0.9", "0.99", "0.999"], "paper": [69.7, 69.4, 0.1],
           "set": {"0.9": {"loss.center_momentum": 0.9}, "0.99": {"loss.center_momentum": 0.99},
                   "0.999": {"loss.center_momentum": 0.999}}}
+
+
+# -- a grid of two axes, every run finished: which factor matters -----------------------------------
+TAU_AXIS = {"name": "tau", "key": "loss.teacher_temp", "labels": ["0.04", "0.05", "0.07"], "paper": None,
+            "set": {t: {"loss.teacher_temp": float(t)} for t in ("0.04", "0.05", "0.07")}}
+CENTER_AXIS = {"name": "m", "key": "loss.center_momentum", "labels": ["0.9", "0.99"], "paper": None,
+               "set": {m: {"loss.center_momentum": float(m)} for m in ("0.9", "0.99")}}
+
+
+def grid_results(results: Path, name: str, axes: list[dict], top1: dict[tuple[str, ...], list[float]]) -> Path:
+    """A finished study of ``axes``: ``top1[(its value on each axis)]`` lists the k-NN top-1 of
+    seeds 0, 1, ... of that grid point (each grid point as many)."""
+    names = [a["name"] for a in axes]
+    attempts = [{"labels": dict(zip(names, point)), "seed": seed, "state": "done", "top1": value, "top5": 95.0}
+                for point, values in top1.items() for seed, value in enumerate(values)]
+    return write_results(results, name, axes, list(range(len(next(iter(top1.values()))))), attempts)
