@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from core import profiles
 from core.config import DINOConfig
 from core.data import (
     FASHION_MNIST_STATS,
@@ -38,9 +39,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 BF16_ATTENTION = {"bf16/bf16-attention"}
 # Micro shapes for --quick: every code path, a fraction of the time.
-QUICK_SHAPES = {"backbone.depth": 1, "backbone.embed_dim": 32, "backbone.num_heads": 2,
-                "head.hidden_dim": 64, "head.bottleneck_dim": 32, "head.out_dim": 64,
-                "batch_size": 32}
+# The micro profile's model (not its patch size: patch 8 would give vits16_imagenet 4x the tokens).
+QUICK_SHAPES = {**{k: v for k, v in profiles.load("micro").own.items()
+                   if k.startswith(("backbone.", "head.")) and k != "backbone.patch_size"}, "batch_size": 32}
 TINY_MODEL_PHASES = ("teacher", "student_forward", "loss", "backward")  # FLOPs that count as model FLOPs
 
 
