@@ -31,6 +31,7 @@ from core.data import DataSplits, build_data
 from core.export import teacher_weights
 from reports import labels
 from reports.load import StudyResults
+from studies.layout import Layout
 
 QUERIES = 4  # the first images of the evaluation split
 MASS = 0.6  # the share of the attention the paper's masks keep
@@ -153,7 +154,7 @@ def run_folder(results: StudyResults, run: pd.Series) -> Path:
     """The run's trainer folder: under the results folder first (a copy off the cluster still
     reads), else where the ledger says it trained."""
     recorded = Path(str(run["run_dir"]))
-    inside = results.results_dir / "runs" / recorded.name
+    inside = Layout(results.results_dir).run_dir(recorded.name)
     return inside if inside.is_dir() else recorded
 
 

@@ -70,9 +70,9 @@ from reports.load import (
 from reports.noise import SEED_NOISE
 from reports.plots import attention, knn, runs, training
 from studies import spec
+from studies.layout import Layout
 from studies.ledger import storage_problem
 
-REPORT_DIR = "report"
 
 
 def build_report(study_name: str, results_dir: str | Path | None = None, *, storage: str | None = None,
@@ -100,7 +100,7 @@ def write_report(report: page.Contents, rule: CollapseRule, export_format: str |
     """Write the report into ``folder`` (default ``<results>/report``), replacing what is there
     only once the new one is complete; returns its page: ``report.html``, or ``report.md`` for a
     ``portable`` copy (Markdown and PNG only, no machine's paths)."""
-    folder = Path(folder or report.results.results_dir / REPORT_DIR).absolute()
+    folder = Path(folder or Layout(report.results.results_dir).report).absolute()
     with _staged(folder) as staging:
         name = _write_files(report, rule, export_format, staging, portable, options)
     return folder / name
@@ -247,7 +247,7 @@ def build_all(runs_root: str | Path = "runs", *, rule: CollapseRule = CollapseRu
     frame = tables.combined(studies, skipped)
     if publish:
         write_summary(Path(publish).absolute(), frame, published, portable=True)
-    return write_summary(root / REPORT_DIR, frame, reports), reports, [f"skipped {n}: {w}" for n, w in skipped.items()]
+    return write_summary(Layout(root).report, frame, reports), reports, [f"skipped {n}: {w}" for n, w in skipped.items()]
 
 
 def write_summary(folder: Path, frame, reports: dict[str, Path], portable: bool = False) -> Path:

@@ -23,6 +23,7 @@ from reports.noise import SEED_NOISE
 from reports.references import References
 from reports.stats import CONFIDENCE, t_quantile
 from studies import spec
+from studies.layout import Layout
 
 BADGES = {verdict.AGREES: "matches", verdict.COLLAPSED_AS_PAPER: "collapsed", verdict.DIFFERS: "differs",
           verdict.NOT_RESOLVED: "unresolved", verdict.PENDING: "other", verdict.NO_COMPARISON: "other"}
@@ -151,7 +152,7 @@ def _decisions(results: StudyResults, rule: CollapseRule, portable: bool) -> lis
          "statistics over the seeds that have it (\"k of n\" when not all do). References: the same k-NN, seed 0, "
          "on a randomly initialised network of the runs' shape and on raw pixels, measured once per distinct data, "
          "k-NN, backbone and precision, and kept "
-         + ("beside the results." if portable else f"in {results.results_dir / references.CACHE_DIR}.")],
+         + ("beside the results." if portable else f"in {Layout(results.results_dir).baselines}.")],
         [f"Collapse: each run's own verdict where it recorded one ({int(own.sum())} of {len(own)} attempts), "
          f"else computed here by the same rule: {rule.describe()}. A setting is marked when its seeds collapsed; "
          "\"in k of n\" when only some did."],

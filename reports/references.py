@@ -23,8 +23,8 @@ from core.config import ConfigError
 from core.profiles import profile_config
 from reports.labels import config_of
 from reports.load import StudyResults
+from studies.layout import Layout
 
-CACHE_DIR = "baselines"
 # What a baseline's numbers depend on: sections by prefix, single keys by name, less what cannot
 # change them (the images pre-trained on, which the k-NN's memory does not draw from; loader
 # workers; how often a run evaluates; the scoring chunk; the student's drop-path).
@@ -102,7 +102,7 @@ def command(profile: str, keys: Mapping[str, Any]) -> str:
 
 def references(results: StudyResults, compute: bool = True) -> References:
     """Each setting's reference, from the cache, measured (``compute``) where missing."""
-    folder = results.results_dir / CACHE_DIR
+    folder = Layout(results.results_dir).baselines
     by_digest: dict[str, Reference | None] = {}
     problems: dict[str, str] = {}  # digest -> why
     by_setting: dict[str, Reference | None] = {}

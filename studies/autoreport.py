@@ -17,10 +17,10 @@ from typing import Callable, Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
+from studies.layout import Layout
 from studies.ledger import Ledger
 
 # Where reports.build writes a study's page, named here: importing reports costs a second.
-REPORT_PAGE = Path("report") / "report.html"
 
 
 def resolve(builder: str) -> Callable[..., Path]:
@@ -61,7 +61,7 @@ def write_report_if_stale(builder: str, study: str, results_dir: Path, storage: 
     ended = [t.datetime_complete for t in trials if t.datetime_complete is not None]
     if not ended:
         return
-    page = results_dir / REPORT_PAGE
+    page = Layout(results_dir).report_page
     if page.is_file() and datetime.datetime.fromtimestamp(page.stat().st_mtime) >= max(ended):
         return
     write_report(builder, study, results_dir, storage)

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from studies.layout import Layout
 from studies.liveness import this_host
 
-LAUNCH_LOCK = "launch.lock"  # in the results folder
 TRAIN_LOCK = "train.lock"  # in a run folder; holds "pid <pid> on <host>" of the job training it
 PROBE_RETRIES = 20  # 2 s of 0.1 s retries before a held run folder counts as in training
 
@@ -51,7 +51,7 @@ def try_lock(path: str | Path) -> int | None:
 def launching(results: Path) -> Iterator[None]:
     """The study's launch lock: one launcher at a time checks and claims a run (milliseconds)."""
     results.mkdir(parents=True, exist_ok=True)
-    fd = os.open(results / LAUNCH_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(Layout(results).launch_lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

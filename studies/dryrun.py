@@ -12,6 +12,7 @@ import tomli_w
 
 from core.profiles import profile_config
 from studies import launch, plan
+from studies.layout import Layout
 
 
 def dry_run(ctx) -> str:
@@ -38,7 +39,7 @@ def dry_run(ctx) -> str:
                  f"{r.partition or '(cluster default)'}, array parallelism {r.array_parallelism}, "
                  f"signal {r.signal_delay_s} s before the limit, {r.max_timeouts} requeues on time limit")
     if ctx.cluster == "slurm":
-        folder = ctx.results / "submitit" / "<submission>"
+        folder = Layout(ctx.results).submitit / "<submission>"
         lines.append(f"sbatch script (one job array of {len(ctx.runs)} runs; split at the cluster's "
                      "MaxArraySize when larger):")
         lines.append(launch.sbatch_script(folder, r, study.name, len(ctx.runs)))

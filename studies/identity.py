@@ -27,11 +27,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from core import cli
 from core.files import write_text_atomic
 from studies import plan
+from studies.layout import Layout
 from studies.plan import Run, trains
 from studies.spec import SpecError, Study
 
 RECORD = "launch_options"  # the key of study.json that holds them
-PLAN_FILE = "study.json"
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def read_plan(results: Path) -> dict[str, Any] | None:
     """The results folder's ``study.json``; None if there is none (or it cannot be read: the
     launch rewrites it)."""
     try:
-        return json.loads((results / PLAN_FILE).read_text())
+        return json.loads(Layout(results).plan.read_text())
     except (OSError, ValueError):
         return None
 
@@ -238,4 +238,4 @@ def write_plan(results: Path, study: Study, profile: str, cluster: str, storage:
                   "name": r.name} for r in runs],
     }
     # another launcher of the study, or a report being built, may read it now
-    write_text_atomic(results / PLAN_FILE, json.dumps(plan_data, indent=2))
+    write_text_atomic(Layout(results).plan, json.dumps(plan_data, indent=2))

@@ -30,12 +30,12 @@ is and keep describing it as the study grows. Optuna's rules decide the shape:
 from __future__ import annotations
 
 import math
-import typing
 from typing import Any, Mapping
 
 from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
                                   IntDistribution)
 
+from core import typed
 from core.config import DINOConfig
 from studies.plan import Run
 from studies.spec import Axis, Study

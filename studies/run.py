@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import datetime
 import functools
-import json
 import os
 import shlex
 import sys
@@ -36,6 +35,7 @@ from studies import catalog, claims, identity, launch, liveness, plan, progress,
 from studies.dryrun import dry_run, print_config
 from studies.autoreport import import_in_background, write_report, write_report_if_stale
 from studies.job import JobSpec, RunJob
+from studies.layout import Attempt, Layout
 
 # The engine's "on finished": the one place the studies engine names the report builder.
 REPORT_BUILDER = "reports.build:build_report"
@@ -233,7 +233,7 @@ def context(args: argparse.Namespace, user_dir: Path | None = None) -> Context:
         errors.append(f"--max-parallel {args.max_parallel}: give at least 1")
     launching = not (args.status or args.dry_run or args.print_config)  # the read-only commands write nowhere
     results = args.results if args.results is not None else str(Path("runs") / study.name)
-    storage = args.storage if args.storage is not None else str(Path(results).absolute() / "ledger.journal")
+    storage = args.storage if args.storage is not None else str(Layout(Path(results).absolute()).journal)
     problems = [cli.folder_problem(results, "--results", launching)]
     if args.storage is not None:  # the default is in the results folder
         problems.append(storage_problem(storage, launching))
@@ -265,7 +265,7 @@ def context(args: argparse.Namespace, user_dir: Path | None = None) -> Context:
 def submit(ctx: Context, ledger: Ledger, todo: list[status.RunStatus]) -> list[str]:
     """Create each run's attempt in the ledger and launch it; returns the labels that failed
     (local and debug, which wait for their runs; SLURM returns once the arrays are submitted)."""
-    folder = ctx.results / "submitit" / _stamp()
+    folder = Layout(ctx.results).submitit / _stamp()
     ex = launch.executor(ctx.cluster, folder, ctx.resources, ctx.study.name)
     preparers = [_preparer(ctx, ledger, row) for row in todo]
     failed: list[str] = []
@@ -330,8 +330,8 @@ def _preparer(ctx: Context, ledger: Ledger, row: status.RunStatus):
     folder of the earlier attempts, so the trainer resumes from it."""
     run = row.run
     planned = row.latest.number if row.latest else None
-    sacred_root = ctx.results / "sacred"
-    slot_files = slots.slot_files(ctx.results / "submitit" / "slots", ctx.max_parallel) if ctx.cluster == "local" else ()
+    layout = Layout(ctx.results)
+    slot_files = slots.slot_files(layout.slots, ctx.max_parallel) if ctx.cluster == "local" else ()
 
     def prepare() -> JobSpec | None:
         with claims.launching(ctx.results):
@@ -342,22 +342,21 @@ def _preparer(ctx: Context, ledger: Ledger, row: status.RunStatus):
                 print(f"[{run.label}] left to its owner: attempt {owner.get('attempt')} was started meanwhile by "
                       f"launcher pid {owner.get('launcher_pid')} on {owner.get('launcher_host')}", flush=True)
                 return None
-            run_dir = latest.user_attrs["run_dir"] if latest else str(ctx.results / "runs" / run.name)
+            run_dir = latest.user_attrs["run_dir"] if latest else str(layout.run_dir(run.name))
             trainer = claims.holder(run_dir)
             if trainer:
                 print(f"[{run.label}] left to its owner: {run_dir} is being trained by {trainer}", flush=True)
                 return None
             attempt = 1 + max((t.user_attrs.get("attempt", 0) for t in attempts), default=0)
             run_id = f"{run.key}-a{attempt}"
-            number = ledger.new_attempt({
-                "run_key": run.key, "run_id": run_id, "attempt": attempt, "label": run.label,
-                "axes": dict(run.axes), "seed": run.seed, "paper": run.paper, "profile": ctx.profile,
-                "cluster": ctx.cluster, "results_dir": str(ctx.results), "run_dir": run_dir,
-                "sacred_dir": str(sacred_root / run_id), **liveness.owner_attrs("launcher", os.getpid())},
-                study=ctx.study, profile=ctx.profile, run=run)
+            recorded = Attempt(run_key=run.key, run_id=run_id, attempt=attempt, label=run.label, axes=dict(run.axes),
+                               seed=run.seed, paper=run.paper, profile=ctx.profile, cluster=ctx.cluster,
+                               results_dir=str(ctx.results), run_dir=run_dir, sacred_dir=str(layout.sacred_run(run_id)))
+            number = ledger.new_attempt({**recorded.attrs(), **liveness.owner_attrs("launcher", os.getpid())},
+                                        study=ctx.study, profile=ctx.profile, run=run)
         return JobSpec(study=ctx.study.name, storage=ctx.storage, trial=number, run_id=run_id, label=run.label,
                        metric=ctx.study.metric, config=run.config.to_dict(), run_dir=run_dir,
-                       sacred_root=str(sacred_root), observers=ctx.observers,
+                       sacred_root=str(layout.sacred), observers=ctx.observers,
                        threads=ctx.resources.cpus_per_task, slots=slot_files, report_builder=REPORT_BUILDER)
     return prepare
 

@@ -1,7 +1,6 @@
 """Two real CPU processes over gloo agree with one process."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ import torch.multiprocessing as mp
 
 from core.distributed import DistEnv, gather_strided_rows, sync_batchnorm
 from core.loss import DINOLoss
+from tests.helpers import free_port
 
 K, BATCH = 16, 8
 
