@@ -8,10 +8,15 @@ it (``checkpoint.pth`` and ``checkpoint.prev.pth``), and resuming falls back to 
 is unreadable: the trainer retrains that one epoch deterministically, so the run still ends with
 the metrics of an uninterrupted one. torch's reader does not check the zip's CRCs (damaged tensor
 bytes load silently as wrong weights), so loading checks them first.
+
+Which checkpoint a config may resume is decided here too: the one of the same config, speed
+settings aside (``identity``), in the folder named after it (``default_run_dir``).
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -19,9 +24,26 @@ from typing import Any
 
 import torch
 
+from core.config import DINOConfig
+
+# Settings that change how fast a run goes, not what it computes: a run may resume with them changed.
+SPEED_SETTINGS = ("compile",)
+
 
 class CheckpointError(RuntimeError):
     """No checkpoint of the run folder can be read; the message says which file and what to do."""
+
+
+def identity(config: dict) -> dict:
+    """What a checkpoint must have been trained with to be resumed under ``config`` (a config dict)."""
+    return {k: v for k, v in config.items() if k not in SPEED_SETTINGS}
+
+
+def default_run_dir(profile: str, config: DINOConfig) -> Path:
+    """``runs/train/<profile>-<hash8>``: one folder per config, so two commands with different
+    ``--set`` never resume each other's checkpoint."""
+    canonical = json.dumps(identity(config.to_dict()), sort_keys=True).encode()
+    return Path("runs/train") / f"{profile}-{hashlib.sha256(canonical).hexdigest()[:8]}"
 
 
 def previous_path(path: Path) -> Path:

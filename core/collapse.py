@@ -1,7 +1,8 @@
 """Did a run collapse, and how? Decided from its final target entropy h(P_t) and KL(P_t || P_s).
 
 The trainer applies the rule to its own final epoch and records the verdict in its result (and
-so in the ledger and the sacred record); reports read it back with the same rule.
+so in the ledger and the sacred record); reports read it back with the same rule. It also applies
+it at every epoch end, to stop a run that has collapsed (``core.early_stop``).
 
 The paper (section 5.3, Fig. 7) splits the cross-entropy as H(P_t, P_s) = h(P_t) + KL: in either
 collapse mode the student copies the teacher, so KL -> 0, and the target entropy tells the two
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterable
 
 NONE, UNKNOWN = "none", "unknown"
 MODES = ("one dimension", "uniform", "other")  # the collapsed modes
@@ -74,3 +76,15 @@ def mark(mode: str) -> str:
     if not is_collapsed(mode):
         return ""
     return "collapsed" if mode == "other" else f"collapsed ({mode})"
+
+
+def stopped_at(stops: Iterable[int], epochs: int) -> str:
+    """"stopped at epoch 4 of 14", or "stopped at epochs 3, 4 of 14" for seeds that stopped at
+    different epochs (``core.early_stop``)."""
+    at = sorted(set(stops))
+    return f"stopped at {'epoch' if len(at) == 1 else 'epochs'} {', '.join(map(str, at))} of {epochs}"
+
+
+def stopped_mark(mode: str, stops: Iterable[int], epochs: int) -> str:
+    """"stopped at epoch 4 of 14: collapsed (uniform)", as the trainer and the reports say it."""
+    return f"{stopped_at(stops, epochs)}: {mark(mode)}"

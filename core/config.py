@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Tuple
 
 from core import typed
+from core.early_stop import EarlyStopConfig, check as check_early_stop
 from core.typed import ConfigError, parse_assignment, parse_value  # noqa: F401  (the config's CLI helpers)
 
 TEACHER_UPDATES = ("momentum", "previous_epoch", "previous_iter", "student_copy")
 PRECISIONS = ("fp32", "bf16", "fp16")
-DATASETS = ("fashion_mnist", "imagefolder")
+DATASETS = ("auto", "fashion_mnist", "imagefolder", "images")
 
 
 @dataclass(frozen=True)
@@ -173,11 +174,17 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where images come from. ``path`` is an ImageFolder root with ``train/`` and ``val/``, or the
-    folder of Fashion-MNIST's IDX files (Debian's ``dataset-fashion-mnist``)."""
+    """Where images come from. ``path`` is an ImageFolder root with ``train/`` and ``val/``
+    (``imagefolder``), the folder of Fashion-MNIST's IDX files (Debian's ``dataset-fashion-mnist``),
+    or a folder of unlabelled image files, all of them under it (``images``); ``auto`` (what
+    ``--data`` sets) recognises which from the folder's contents when the run starts
+    (``core.preflight``). ``eval_path`` is a labelled ImageFolder root whose ``train/`` is the k-NN
+    memory and ``val/`` the queries (also of the linear probe), in place of the training data's:
+    the only labels an ``images`` run has, which trains without evaluation if it has none."""
 
-    name: Literal["fashion_mnist", "imagefolder"] = "imagefolder"
+    name: Literal["auto", "fashion_mnist", "imagefolder", "images"] = "imagefolder"
     path: str = ""
+    eval_path: str = ""
     load_size: int = 256  # k-NN inputs (and Fashion-MNIST's training images): load_size squares
     eval_crop: float = 0.875  # k-NN inputs: central fraction of the loaded square, resized
     train_subset: int = 0  # 0 = the whole train split; N = a fixed random N images to pre-train on
@@ -186,9 +193,10 @@ class DataConfig:
     def validate(self) -> None:
         if self.name not in DATASETS:
             raise ConfigError(f"data.name={self.name!r} is unknown; choose one of {', '.join(DATASETS)}")
-        if self.name == "imagefolder" and not self.path:
-            raise ConfigError("data.path is empty: give the ImageFolder root holding train/ and val/ "
-                              "(e.g. --data /datasets/imagenet)")
+        if self.name != "fashion_mnist" and not self.path:
+            what = ("the ImageFolder root holding train/ and val/" if self.name == "imagefolder"
+                    else "the data set's folder")
+            raise ConfigError(f"data.path is empty: give {what} (e.g. --data /datasets/imagenet)")
         if not 0 < self.eval_crop <= 1:
             raise ConfigError(f"data.eval_crop={self.eval_crop} must be in (0, 1]")
         if self.train_subset < 0 or self.num_workers < 0:
@@ -233,6 +241,7 @@ class DINOConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     epochs: int = 100
     batch_size: int = 1024  # global, over all processes
     seed: int = 0
@@ -279,6 +288,7 @@ class DINOConfig:
         if self.duration("head.freeze_last_layer") >= self.epochs:
             raise ConfigError(f"head.freeze_last_layer={self.head.freeze_last_layer} lasts the whole run "
                               f"(epochs={self.epochs}): the last layer would never train; lower it")
+        check_early_stop(self)
         warmup = self.duration("loss.teacher_temp_warmup_epochs")
         if ramp and 0 < warmup <= 1 and self.epochs < 2:
             raise ConfigError(f"loss.teacher_temp={self.loss.teacher_temp!r} cannot warm up in a "
@@ -306,7 +316,7 @@ class DINOConfig:
         return typed.flatten(self.to_dict())
 
 
-_SECTIONS = ("backbone", "head", "crops", "loss", "teacher", "optim", "data", "eval")
+_SECTIONS = ("backbone", "head", "crops", "loss", "teacher", "optim", "data", "eval", "early_stop")
 _WARMUPS = ("optim.warmup_epochs", "loss.teacher_temp_warmup_epochs")
 
 

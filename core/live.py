@@ -19,9 +19,11 @@ one is not installed, and the writers import theirs only when they open.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 # What the TensorBoard HParams tab shows per run, beside the hyperparameters: the k-NN and linear
 # accuracies the trainer ends with, and the last loss.
@@ -35,6 +37,20 @@ def missing(package: str) -> str | None:
     except (ImportError, ValueError):  # ValueError: the module was set to None in sys.modules
         found = False
     return None if found else f"the {package} package is not installed; pip install {package}"
+
+
+@contextlib.contextmanager
+def drawn(folder: str | Path | None) -> Iterator[TensorBoardCurves | None]:
+    """A ``TensorBoardCurves`` for one training in ``folder`` (None: no curves, nor on a rank
+    other than 0 under torchrun), closed as COMPLETED if the training returns, else FAILED."""
+    curves = TensorBoardCurves(folder) if folder is not None and int(os.environ.get("RANK", "0")) == 0 else None
+    status = "FAILED"
+    try:
+        yield curves
+        status = "COMPLETED"
+    finally:
+        if curves is not None:
+            curves.close(status)
 
 
 class TensorBoardCurves:

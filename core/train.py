@@ -10,10 +10,10 @@ checkpoint and ends with exactly the metrics of an uninterrupted run.
 The checkpoint also holds the ``"epoch"`` and ``"knn"`` records of its epochs, and a resumed
 ``train`` gives them to its callback again first: a tracker flushes on its own clock (sacred every
 10 s), and a run killed between a checkpoint and a flush would otherwise lose them from every record.
+A run that collapses stops early (``core.early_stop``), decided from those same epoch records.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sys
@@ -28,21 +28,22 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
-from tqdm import tqdm
 
-from core import cli, preflight
+from core import cli, live, preflight, progress as shown
 from core.augment import MultiCropAugmentation
-from core.checkpoint import CheckpointError, load_checkpoint, previous_path, save_checkpoint
-from core.collapse import CollapseRule
+from core.checkpoint import CheckpointError, default_run_dir, identity, load_checkpoint, previous_path, \
+    save_checkpoint
+from core.collapse import CollapseRule, stopped_mark
 from core.config import ConfigError, DINOConfig
 from core.data import DataNotFoundError, DataSplits, build_data
 from core.distributed import DistEnv, all_reduce_mean, init_distributed, sync_batchnorm
+from core.early_stop import EarlyStop
 from core.evaluate import knn_evaluate
 from core.loss import DINOLoss
 from core.model import build_network, check_backbone
 from core.optim import clip_gradients_per_parameter, param_groups
 from core.precision import autocast, prepare
-from core.profiles import profile_config
+from core.profiles import label as profile_label, profile_config
 from core.schedules import Schedules
 from core.teacher import teacher_update
 
@@ -74,11 +75,13 @@ class ResumeMismatchError(RuntimeError):
 def train(config: DINOConfig, out_dir: str | Path, callback: Callback | None = None,
           progress: bool = True) -> dict[str, float | str]:
     """Train (or resume) the run in ``out_dir`` and return its final metrics, the k-NN accuracy
-    of teacher and student, and its collapse verdict (``core.collapse``)."""
+    of teacher and student, its collapse verdict (``core.collapse``) and, if it collapsed and
+    stopped early, ``stopped_epoch``. ``progress``: a bar on a terminal, else lines for a log."""
     started = time.time()  # the run's own time: data, models, training and evaluation
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"the run folder {out_dir} is a file; give a folder (--out DIR)")
+    line_seconds = shown.line_seconds()
     env = init_distributed()
     preflight.check(config, env.world_size)  # before anything is loaded
     check_backbone(config.backbone)
@@ -86,28 +89,39 @@ def train(config: DINOConfig, out_dir: str | Path, callback: Callback | None = N
     run = Trainer(config, data, env)  # everything that can refuse the config, before the folder exists
     out_dir.mkdir(parents=True, exist_ok=True)
     start_epoch = run.resume(out_dir / CHECKPOINT)
+    if start_epoch and env.is_main:
+        print(f"resumed from checkpoint at epoch {start_epoch}", flush=True)
     emit = run.recorder(callback or (lambda kind, step, metrics: None))
-    show = progress and env.is_main and sys.stderr.isatty()  # bars only for a person watching
+    mode = shown.mode(progress, env.is_main)
+    stopper = EarlyStop(config)
     knn: dict[str, float] = {}
     epoch_metrics: dict[str, float] = {}
-    for epoch in range(start_epoch, config.epochs):
-        epoch_metrics = run.train_epoch(epoch, emit, show)
+    stop = run.final.get("stopped", {})  # resumed after an early stop: nothing left to train
+    for epoch in range(start_epoch, config.epochs if not run.final else start_epoch):
+        epoch_metrics = run.train_epoch(epoch, emit, mode, line_seconds)
         emit("epoch", epoch + 1, epoch_metrics)
         if env.is_main:
-            print(_summary_line(epoch + 1, config.epochs, epoch_metrics), flush=True)
-        last = epoch + 1 == config.epochs
+            print(shown.summary_line(epoch + 1, config.epochs, epoch_metrics), flush=True)
+        if collapse := stopper.verdict(run.records):
+            stop = {"epoch": epoch + 1, "collapse": collapse}
+        last = epoch + 1 == config.epochs or bool(stop)
         if last or (config.eval.every_epochs and (epoch + 1) % config.eval.every_epochs == 0):
-            knn = run.evaluate(show)
+            knn = run.evaluate(mode == shown.BAR)
             emit("knn", epoch + 1, knn)
-        run.save(out_dir / CHECKPOINT, epoch + 1, {"knn": knn, "metrics": epoch_metrics} if last else {})
-    if not knn:  # resumed after the last epoch: the result is in the checkpoint
+        run.save(out_dir / CHECKPOINT, epoch + 1,
+                 {"knn": knn, "metrics": epoch_metrics, **({"stopped": stop} if stop else {})} if last else {})
+        if stop:
+            break
+    if not knn:  # resumed after the last epoch (or the stop): the result is in the checkpoint
         knn, epoch_metrics = run.final["knn"], run.final["metrics"]
+    if stop and env.is_main:
+        print(stopped_mark(stop["collapse"], [stop["epoch"]], config.epochs), flush=True)
     final = {k: epoch_metrics[k] for k in ("loss", "target_entropy", "kl", "student_entropy") if k in epoch_metrics}
     # the run decides its own collapse verdict, so the ledger, the dashboard and reports agree
     verdict = CollapseRule().classify(final.get("target_entropy", math.nan), final.get("kl", math.nan),
                                       config.head.out_dim)
-    return {**{_result_name(k): v for k, v in knn.items()},
-            **final, "collapse": verdict, "epochs": config.epochs, "train_seconds": time.time() - started}
+    return {**{_result_name(k): v for k, v in knn.items()}, **final, "collapse": verdict, "epochs": config.epochs,
+            **({"stopped_epoch": stop["epoch"]} if stop else {}), "train_seconds": time.time() - started}
 
 
 class Trainer:
@@ -170,7 +184,7 @@ class Trainer:
         self.augment_rng.manual_seed(augment)
         torch.manual_seed(global_)
 
-    def train_epoch(self, epoch: int, emit: Callback, show: bool) -> dict[str, float]:
+    def train_epoch(self, epoch: int, emit: Callback, show: str, line_seconds: float) -> dict[str, float]:
         config, device = self.config, self.env.device
         self.sampler.set_epoch(epoch)
         self.seed_epoch(epoch)
@@ -179,20 +193,20 @@ class Trainer:
         teacher_temp = self.schedules.teacher_temp[epoch]
         sums = torch.zeros(len(StepStats._fields), device=device)
         started = time.time()
-        batches = tqdm(self.loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                       disable=not show, dynamic_ncols=True)
+        batches = shown.EpochProgress(self.loader, epoch, config.epochs, show, line_seconds)
         for i, (images, _) in enumerate(batches):
             it = epoch * self.iters_per_epoch + i
             stats = torch.stack(self.step(images, epoch, it))
             sums += stats
-            if it % config.log_every == 0:
+            logged = it % config.log_every == 0
+            if logged or batches.due():
                 values = dict(zip(StepStats._fields, stats.tolist()))
+                batches.show(i, values)
+            if logged:
                 lr, wd = self.schedules.lr[it], self.schedules.weight_decay[it]
                 emit("iteration", it, {**values, "lr": lr, "weight_decay": wd,
                                        "momentum": self.schedules.momentum[it], "teacher_temp": teacher_temp,
                                        "center_norm": self.loss.center.norm().item()})
-                batches.set_postfix(loss=f"{values['loss']:.3f}", h=f"{values['target_entropy']:.2f}",
-                                    kl=f"{values['kl']:.3f}")
         last = (epoch + 1) * self.iters_per_epoch - 1
         lr, wd, momentum = (self.schedules.lr[last], self.schedules.weight_decay[last],
                             self.schedules.momentum[last])
@@ -293,7 +307,7 @@ class Trainer:
         state = load_checkpoint(path)
         if state is None:
             return 0
-        if _identity(json.loads(state["config"])) != _identity(self.config.to_dict()):
+        if identity(json.loads(state["config"])) != identity(self.config.to_dict()):
             raise ResumeMismatchError(
                 f"{path.parent} holds a checkpoint of a different config; resume with the same config, "
                 f"give this run a new output folder, or start over with rm {path} {previous_path(path)}")
@@ -311,14 +325,6 @@ def _stream_seeds(seed: int, rank: int, epoch: int) -> tuple[int, int]:
     """Two independent 63-bit seeds (augmentation, global RNG) mixed from (seed, rank, epoch)."""
     state = np.random.SeedSequence([seed, rank, epoch]).generate_state(2, dtype=np.uint64)
     return int(state[0] >> 1), int(state[1] >> 1)
-
-
-# Settings that change how fast a run goes, not what it computes: a run may resume with them changed.
-SPEED_SETTINGS = ("compile",)
-
-
-def _identity(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in SPEED_SETTINGS}
 
 
 def _to_device(images: torch.Tensor | list[torch.Tensor], device: torch.device):
@@ -340,38 +346,32 @@ def _result_name(evaluated: str) -> str:
     return prefix + (metric if metric.startswith("linear_") else f"knn_{metric}")
 
 
-def _summary_line(epoch: int, epochs: int, m: Mapping[str, float]) -> str:
-    return (f"epoch {epoch}/{epochs}  loss {m['loss']:.4f}  h(P_t) {m['target_entropy']:.3f}  "
-            f"KL {m['kl']:.4f}  lr {m['lr']:.2e}  tau_t {m['teacher_temp']:.3f}  "
-            f"{m['epoch_seconds']:.1f}s ({m['images_per_second']:.0f} img/s)")
-
-
-def default_run_dir(profile: str, config: DINOConfig) -> Path:
-    """``runs/train/<profile>-<hash8>``: one folder per config, so two commands with different
-    ``--set`` never resume each other's checkpoint."""
-    canonical = json.dumps(_identity(config.to_dict()), sort_keys=True).encode()
-    return Path("runs/train") / f"{profile}-{hashlib.sha256(canonical).hexdigest()[:8]}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="python -m core.train",
                                 description="Train one DINO run and report its k-NN accuracy.")
     cli.add_profile(parser)
+    cli.add_data(parser)
     cli.add_set(parser, "override a config value, e.g. --set teacher.momentum=0.99")
     parser.add_argument("--out", default=None,
                         help="run folder (default: runs/train/<profile>-<hash of the config>)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config as TOML and exit without training")
+    parser.add_argument("--tensorboard", metavar="DIR",
+                        help="also draw the curves as TensorBoard event files in DIR/<run folder name>")
     try:
         args = parser.parse_args(argv)
-        config = profile_config(args.profile, cli.assignments(args.set))
+        config = profile_config(args.profile, {**cli.data_overrides(args.data), **cli.assignments(args.set)})
         if args.print_config:
             print(tomli_w.dumps(config.to_dict()), end="")
             return 0
-        out = Path(args.out) if args.out is not None else default_run_dir(args.profile, config)
+        out = Path(args.out) if args.out is not None else default_run_dir(profile_label(args.profile), config)
         if problem := cli.folder_problem(str(out) if args.out is None else args.out, "--out"):
             return cli.refuse(problem)
-        result = train(config, out)
+        if args.tensorboard is not None and (problem := cli.folder_problem(args.tensorboard, "--tensorboard")
+                                             or live.missing("tensorboard")):
+            return cli.refuse(f"--tensorboard {args.tensorboard}: {problem}")
+        with live.drawn(Path(args.tensorboard) / out.name if args.tensorboard else None) as curves:
+            result = train(config, out, curves)
     except (ConfigError, DataNotFoundError, ResumeMismatchError, CheckpointError) as error:
         return cli.refuse(str(error))  # refused before any work: one line, exit 2
     except NonFiniteLossError as error:
@@ -379,8 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if not (torch.distributed.is_initialized() and torch.distributed.get_rank() != 0):
         (out / "result.json").write_text(json.dumps(result, indent=2))  # rank 0 only under torchrun
-        print(f"k-NN top-1 {result['knn_top1']:.2f}% (student {result['student_knn_top1']:.2f}%)  "
-              f"top-5 {result['knn_top5']:.2f}%  ({result['train_seconds']:.0f}s) -> {out / 'result.json'}")
+        scores = (f"k-NN top-1 {result['knn_top1']:.2f}% (student {result['student_knn_top1']:.2f}%)  "
+                  f"top-5 {result['knn_top5']:.2f}%" if "knn_top1" in result else result["knn_skipped"])
+        print(f"{scores}  ({result['train_seconds']:.0f}s) -> {out / 'result.json'}")
     return 0
 
 

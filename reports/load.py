@@ -35,6 +35,7 @@ JOURNAL_FILE = "ledger.journal"
 FINAL = ("knn_top1", "knn_top5", "student_knn_top1", "student_knn_top5", "linear_top1", "student_linear_top1",
          "loss", "target_entropy", "kl", "student_entropy")
 COST = ("wall_seconds", "gpu_hours", "cpu_hours")
+SAVED = ("saved_gpu_hours", "saved_cpu_hours")  # what an early stop (core.early_stop) did not spend
 # Fixed, so that a frame of runs that logged nothing has the same dtypes as one of runs that did.
 METRIC_DTYPES = {"run_key": "str", "run_id": "str", "attempt": "int64", "kind": "str", "metric": "str",
                  "step": "int64", "value": "float64"}
@@ -50,7 +51,7 @@ _LOGGED_AS = {"knn_top1": ("knn", "top1"), "knn_top5": ("knn", "top5"),
 
 _RUN_DTYPES = {**dict.fromkeys(("planned", "latest", "superseded", "counted", "collapsed", "collapse_recorded",
                                  "cost_recorded"), "bool"),
-               **dict.fromkeys((*FINAL, *COST, "ln_k"), "float64"),
+               **dict.fromkeys((*FINAL, *COST, *SAVED, "ln_k", "stopped_epoch"), "float64"),
                **dict.fromkeys(("trial", "attempt", "epochs_done"), "int64")}
 
 
@@ -71,8 +72,9 @@ class StudyResults:
     logged while not done;
     ``student_entropy`` h(P_s) (NaN before the trainer measured it); ``out_dim``, ``ln_k``,
     ``collapse`` mode and ``collapsed``, ``collapse_recorded``: the run's own verdict, rather than
-    one computed here; ``epochs_done`` of ``epochs``);
-    cost (``wall_seconds``, ``gpu_hours``, ``cpu_hours``, ``cost_recorded``); provenance
+    one computed here; ``epochs_done`` of ``epochs``, ``stopped_epoch`` if it stopped collapsed);
+    cost (``wall_seconds``, ``gpu_hours``, ``cpu_hours``, ``cost_recorded``, and ``saved_gpu_hours``,
+    ``saved_cpu_hours`` by an early stop: its untrained epochs at its mean epoch time); provenance
     (``start``, ``stop`` in UTC, ``host``, ``job_id``, ``git_commit``, ``git_dirty``,
     ``software``, ``devices``, ``error``, ``paper``, ``sacred_dir``, ``run_dir``); and
     ``config.<key>`` for every config value that differs between runs.
@@ -287,7 +289,8 @@ def _columns(plan: dict[str, Any]) -> list[str]:
     return (["study", "run_key", "run_id", "trial", "attempt", "label", "setting"]
             + [f"axis.{a['name']}" for a in plan["axes"]]
             + ["seed", "state", "planned", "latest", "superseded", "counted", *FINAL, "out_dim", "ln_k",
-               "collapse", "collapsed", "collapse_recorded", "epochs_done", "epochs", *COST, "cost_recorded",
+               "collapse", "collapsed", "collapse_recorded", "epochs_done", "epochs", "stopped_epoch", *COST,
+               "cost_recorded", *SAVED,
                "start", "stop", "host", "job_id", "git_commit", "git_dirty", "software", "devices", "error", "paper",
                "sacred_dir", "run_dir"])
 
@@ -311,6 +314,7 @@ def _attempt_row(plan: dict[str, Any], trial: FrozenTrial, record: dict[str, Any
     cost_source = info if all(k in info for k in COST) else attrs
     cost = {k: float(cost_source[k]) if cost_source.get(k) is not None else math.nan for k in COST}
     epoch_steps = metrics.loc[metrics["kind"] == "epoch", "step"]
+    stopped = _number(recorded.get("stopped_epoch"))
     start, stop = _times(trial, info, run)
     repos = run.get("experiment", {}).get("repositories") or [{}]
     axes = attrs.get("axes", {})
@@ -324,12 +328,21 @@ def _attempt_row(plan: dict[str, Any], trial: FrozenTrial, record: dict[str, Any
         **final, "out_dim": out_dim or None, "ln_k": math.log(out_dim) if out_dim > 1 else math.nan,
         "collapse": collapse, "collapsed": is_collapsed(collapse), "collapse_recorded": isinstance(own, str),
         "epochs_done": int(epoch_steps.max()) if len(epoch_steps) else 0, "epochs": config.get("epochs"),
-        **cost, "cost_recorded": all(math.isfinite(v) for v in cost.values()),
+        "stopped_epoch": stopped, **cost, "cost_recorded": all(math.isfinite(v) for v in cost.values()),
+        **_saved(cost, metrics, config.get("epochs", math.nan) - stopped),
         "start": start, "stop": stop, "host": run.get("host", {}).get("hostname"), "job_id": attrs.get("job_id"),
         "git_commit": repos[0].get("commit"), "git_dirty": repos[0].get("dirty"), **_software(info),
         "error": attrs.get("error"),
         "paper": attrs.get("paper"), "sacred_dir": str(record["folder"]), "run_dir": attrs.get("run_dir"),
     }
+
+
+def _saved(cost: Mapping[str, float], metrics: pd.DataFrame, skipped: float) -> dict[str, float]:
+    """GPU- and CPU-hours of the ``skipped`` epochs (NaN: none skipped) at the attempt's mean epoch
+    time, on what it held while it trained (its recorded cost per wall-clock hour)."""
+    seconds = metrics.loc[(metrics["kind"] == "epoch") & (metrics["metric"] == "epoch_seconds"), "value"].mean()
+    wall = cost["wall_seconds"] if cost["wall_seconds"] > 0 else math.nan
+    return {f"saved_{k}": cost[k] / wall * skipped * seconds for k in ("gpu_hours", "cpu_hours")}
 
 
 def _times(trial: FrozenTrial, info: Mapping[str, Any], run: Mapping[str, Any]) -> tuple[Any, Any]:

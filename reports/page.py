@@ -201,11 +201,18 @@ def runs_table(results: StudyResults, folder: Path, portable: bool = False) -> T
         note = provenance.scrub(note, results.results_dir) if portable else note
         rows.append([_run_label(results, r), str(r["attempt"]), r["state"], f"{r['epochs_done']}/{_count(r['epochs'])}",
                      fmt.number(r["knn_top1"]), fmt.number(r["knn_top5"]), fmt.number(r["target_entropy"], 3),
-                     fmt.number(r["kl"], 3), collapse.mark(r["collapse"]), fmt.number(r["wall_seconds"] / 60, 1),
+                     fmt.number(r["kl"], 3), _collapse_cell(r), fmt.number(r["wall_seconds"] / 60, 1),
                      fmt.hours(r[unit]), "" if pd.isna(r["start"]) else r["start"].strftime("%Y-%m-%d %H:%M"),
                      note, _run_link(str(r["run_id"]), Path(r["sacred_dir"]), folder, results.results_dir)])
     return Table(["run", "attempt", "state", "epochs", "top-1", "top-5", "h(P_t)", "KL", "collapse", "wall (min)",
                   fmt.UNITS[unit], "started (UTC)", "note", "sacred run"], rows)
+
+
+def _collapse_cell(run: pd.Series) -> str:
+    """The run's collapse verdict, and where it stopped if the early stop ended it."""
+    if pd.notna(run.get("stopped_epoch")):
+        return collapse.stopped_mark(run["collapse"], [int(run["stopped_epoch"])], int(run["epochs"]))
+    return collapse.mark(run["collapse"])
 
 
 def _run_label(results: StudyResults, run: pd.Series) -> str:

@@ -22,7 +22,7 @@ import pandas as pd
 from core import collapse as collapse_marks
 from reports import labels
 from reports.fmt import DASH, UNITS, commit, hours, interval, joined, number, tex
-from reports.load import StudyResults
+from reports.load import SAVED, StudyResults
 from reports.noise import SEED_NOISE
 from reports.references import References, notes
 from reports.stats import Summary, summarize
@@ -58,10 +58,12 @@ def summary(results: StudyResults, references: References | None = None) -> pd.D
         collapsed = sum(modes.values())
         mode = modes.most_common(1)[0][0] if modes else collapse_marks.NONE
         paper = results.paper.get(setting)
+        stops = mine["stopped_epoch"].dropna().astype(int).tolist()  # collapsed and stopped early
         config = labels.config_of(results, setting)
         point = results.points[setting]
         row = Row(names[setting], top1, paper, collapsed, mode, expected_collapse(paper, config), _mean(mine["kl"]),
-                  group=tuple(point[a["name"]] for a in results.axes if not a["paper"]))
+                  group=tuple(point[a["name"]] for a in results.axes if not a["paper"]),
+                  stopped=_stopped(stops, mine["epochs"]))
         verdict_rows.append(row)
         reference = found.get(setting)
         records.append({
@@ -77,10 +79,11 @@ def summary(results: StudyResults, references: References | None = None) -> pd.D
             "student_linear_top1_mean": _mean(mine["student_linear_top1"]),
             "entropy_mean": _mean(mine["target_entropy"]), "student_entropy_mean": _mean(mine["student_entropy"]),
             "kl_mean": row.kl, "ln_k": _mean(mine["ln_k"]),
-            "collapsed_runs": collapsed, "collapse": _collapse_text(mode, collapsed, top1.n),
+            "collapsed_runs": collapsed, "stopped_runs": len(stops),
+            "collapse": _collapse_text(mode, collapsed, top1.n, len(stops), row.stopped),
             "expected_collapse": row.expected, "attempts": len(attempts),
             "failed_attempts": int((attempts["state"] == "failed").sum()),
-            "gpu_hours": attempts["gpu_hours"].sum(min_count=1), "cpu_hours": attempts["cpu_hours"].sum(min_count=1),
+            **{k: attempts[k].sum(min_count=1) for k in ("gpu_hours", "cpu_hours", *SAVED)},
         })
     frame = pd.DataFrame(records)
     noise = SEED_NOISE.get(results.plan["profile"])
@@ -107,10 +110,11 @@ def table_notes(table: pd.DataFrame, references: References | None) -> list[str]
 
 
 def totals(results: StudyResults) -> dict[str, float]:
-    """Cost of every attempt in the ledger (planned or not, failed or not), and how many attempts
-    have no recorded cost (killed before sacred could close them, or still running)."""
+    """Cost of every attempt in the ledger (planned or not, failed or not), how many attempts
+    have no recorded cost (killed before sacred could close them, or still running), and what the
+    early stops of collapsed runs saved."""
     runs = results.runs
-    return {"attempts": len(runs), "gpu_hours": runs["gpu_hours"].sum(), "cpu_hours": runs["cpu_hours"].sum(),
+    return {"attempts": len(runs), **{k: runs[k].sum() for k in ("gpu_hours", "cpu_hours", *SAVED)},
             "wall_hours": runs["wall_seconds"].sum() / 3600, "unrecorded": int((~runs["cost_recorded"]).sum())}
 
 
@@ -138,14 +142,16 @@ def display(results: StudyResults, table: pd.DataFrame) -> tuple[list[str], list
         ("KL", lambda r: number(r["kl_mean"], 3)),
         ("collapse", lambda r: r["collapse"]),
         (UNITS[unit], lambda r: hours(r[unit])),
+        (saved := f"{UNITS[unit]} saved", lambda r: hours(r[f"saved_{unit}"])),
         ("verdict", lambda r: badge(r["verdict_status"], r["verdict_seeds"])),
     ]
     rows = [[str(cell(r)) for _, cell in columns] for _, r in table.iterrows()]
     header = [name for name, _ in columns]
     total = totals(results)
-    rows.append([f"all ({total['attempts']} attempts)"] + [""] * (len(header) - 3) + [hours(total[unit]), ""])
+    rows.append([f"all ({total['attempts']} attempts)"] + [""] * (len(header) - 4)
+                + [hours(total[unit]), hours(total[f"saved_{unit}"]) if total[f"saved_{unit}"] else "", ""])
     return _drop_empty(header, rows, ("paper", "Δ paper", STUDENT_TOP1, STUDENT_CI, LINEAR_TOP1, STUDENT_LINEAR,
-                                      "h(P_s)"))
+                                      "h(P_s)", saved))
 
 
 def latex(results: StudyResults, table: pd.DataFrame, sentences: Sequence[str] = ()) -> str:
@@ -196,7 +202,7 @@ def combined(studies: Sequence[tuple[str, StudyResults | None, pd.DataFrame | No
         papered = table[table["paper"].notna() & (table["expected_collapse"] == "none")]
         paper_best = papered.loc[papered["paper"].idxmax()] if len(papered) else None
         status = table["verdict_status"]
-        unit = cost_unit(results)
+        unit, total = cost_unit(results), totals(results)
         records.append({
             "study": name, "profile": results.plan["profile"], "runs": f"{progress['done']}/{progress['total']}",
             "best_here": None if best is None else best["label"],
@@ -213,11 +219,11 @@ def combined(studies: Sequence[tuple[str, StudyResults | None, pd.DataFrame | No
             "collapsed_here": ", ".join(table.loc[table["collapse"] != "", "label"]),
             "collapsed_in_paper": ", ".join(table.loc[table["expected_collapse"] != "none", "label"]),
             "commit": ", ".join(sorted({commit(c) for c in results.runs["git_commit"].dropna()})),
-            "cost": totals(results)[unit], "cost_unit": unit,
+            "cost": total[unit], "saved": total[f"saved_{unit}"], "cost_unit": unit,
         })
     columns = ["study", "profile", "runs", "best_here", "best_here_ties", "best_here_top1", "best_here_ci",
                "best_here_student_top1", "best_here_student_ci", "paper_best", "paper_best_top1", "agree", "judged",
-               "not_resolved", "collapsed_here", "collapsed_in_paper", "commit", "cost", "cost_unit"]
+               "not_resolved", "collapsed_here", "collapsed_in_paper", "commit", "cost", "saved", "cost_unit"]
     counts = dict.fromkeys(("agree", "judged", "not_resolved"), "Int64")
     return pd.DataFrame(records, columns=columns).astype(counts)
 
@@ -240,7 +246,8 @@ def combined_display(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         rows.append([r["study"], r["profile"], r["runs"], best,
                      _plus_minus(r["best_here_student_top1"], r["best_here_student_ci"]), paper,
                      "; ".join(agree) or DASH, r["collapsed_here"] or DASH, r["collapsed_in_paper"] or DASH,
-                     f"{hours(r['cost'])} {UNITS[r['cost_unit']]}"])
+                     f"{hours(r['cost'])} {UNITS[r['cost_unit']]}"
+                     + (f" ({hours(r['saved'])} saved by early stops)" if r["saved"] > 0 else "")])
     return _drop_empty(header, rows, (STUDENT_BEST,))
 
 
@@ -277,9 +284,20 @@ def _used(results: StudyResults, config: dict[str, Any], point: dict[str, str]) 
     return ", ".join(used)
 
 
-def _collapse_text(mode: str, collapsed: int, n: int) -> str:
+def _stopped(stops: list[int], epochs: pd.Series) -> str:
+    """"stopped at epoch 2 of 6" (or "epochs 2, 3"), "" where no run stopped early."""
+    return collapse_marks.stopped_at(stops, int(epochs.max())) if stops else ""
+
+
+def _collapse_text(mode: str, collapsed: int, n: int, stopped_runs: int, stopped: str) -> str:
+    """"collapsed (uniform)", or "stopped at epoch 2 of 6: collapsed (uniform) in 2 of 3; 1 trained to
+    the end": where the collapsed seeds stopped early, and how many of them trained on regardless."""
     text = collapse_marks.mark(mode)
-    return f"{text} in {collapsed} of {n}" if text and collapsed < n else text
+    if not text:
+        return text
+    text = f"{stopped}: {text}" if stopped else text
+    text += f" in {collapsed} of {n}" if collapsed < n else ""
+    return text + (f"; {collapsed - stopped_runs} trained to the end" if 0 < stopped_runs < collapsed else "")
 
 
 def _mean(values: pd.Series) -> float:

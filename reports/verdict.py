@@ -23,6 +23,8 @@ counts once the seeds resolve it:
   when the interval lies within +-``TIE`` and differs when it excludes 0. Anything else is "not
   resolved", with the seeds per setting that would resolve it. The reference row agrees when it is
   resolved above every other healthy row, differs when one is resolved above it.
+* a collapse verdict says where collapsed seeds stopped early ("stopped at epoch 2 of 6"): the
+  stop is the collapse's outcome, judged like a run that trained to the end;
 * no row with a collapsed seed is a rival or "best here"; "pending" while a row (or the
   reference) has no finished run; "no comparison" where the paper gives no number and nothing
   collapsed.
@@ -30,7 +32,7 @@ counts once the seeds resolve it:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from reports.fmt import joined
@@ -92,6 +94,7 @@ class Row:
     expected: str  # expected_collapse(...)
     kl: float  # mean final KL over the finished seeds
     group: tuple[str, ...] = ()  # its values on the axes without paper numbers: rows compared together
+    stopped: str = ""  # "stopped at epoch 2 of 6" where collapsed seeds stopped early (core.early_stop)
 
     @property
     def n(self) -> int:
@@ -134,7 +137,8 @@ def _judge(row: Row, reference: Row | None, rows: list[Row], noise: NoiseFigure 
     if row.n == 0:
         return Verdict(PENDING, "no finished run yet")
     if row.expected != NO_COLLAPSE or row.collapsed:
-        return _collapse_verdict(row)
+        found = _collapse_verdict(row)
+        return replace(found, text=f"{found.text} ({row.stopped})") if row.stopped else found
     if row.paper is None or reference is None:
         return Verdict(NO_COMPARISON, f"not collapsed (final KL {row.kl:.3g} nats); the paper gives no k-NN "
                                       "number to compare with")

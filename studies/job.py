@@ -36,8 +36,8 @@ _INTERMEDIATE = {"knn_top1": ("knn", "top1"), "knn_top5": ("knn", "top5"),
                  "linear_top1": ("knn", "linear_top1"), "loss": ("epoch", "loss")}
 # What of core.train's result (and the job's cost) the ledger keeps as the trial's attributes.
 _RESULT_ATTRS = ("knn_top1", "knn_top5", "student_knn_top1", "student_knn_top5", "linear_top1", "student_linear_top1",
-                 "loss", "target_entropy", "kl", "student_entropy", "collapse", "wall_seconds", "gpu_hours",
-                 "cpu_hours")
+                 "loss", "target_entropy", "kl", "student_entropy", "collapse", "stopped_epoch", "wall_seconds",
+                 "gpu_hours", "cpu_hours")
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,11 @@ class RunJob(submitit.helpers.Checkpointable):
         started = time.time()
         spec, env = self.spec, submitit.JobEnvironment()
         ledger = Ledger.load(spec.storage, spec.study)
-        state = ledger.trial(spec.trial).state
-        if state != TrialState.RUNNING:
-            raise RuntimeError(f"trial {spec.trial} of {spec.study} is {state.name}, not RUNNING: this attempt "
+        trial = ledger.trial(spec.trial)
+        if trial.state != TrialState.RUNNING:
+            raise RuntimeError(f"trial {spec.trial} of {spec.study} is {trial.state.name}, not RUNNING: this attempt "
                                "was superseded or marked dead; not training")
+        ex.add_config({"params": dict(trial.params)})  # the axes, for TensorBoard's HParams tab (studies.record)
         ledger.set_attrs(spec.trial, {"job_id": env.job_id, **liveness.owner_attrs("worker", os.getpid())})
         report = _INTERMEDIATE[spec.metric]
 
@@ -109,12 +110,13 @@ class RunJob(submitit.helpers.Checkpointable):
                 log(kind, step, metrics)
                 if kind == report[0] and report[1] in metrics:
                     ledger.report(spec.trial, step, float(metrics[report[1]]))
-            return train(config, spec.run_dir, callback, progress=False)
+            # progress lines in a SLURM log; a local launcher echoes its jobs' epoch lines already
+            return train(config, spec.run_dir, callback, progress=env.cluster == "slurm")
 
         try:
             with claims.training(spec.run_dir):
-                print(f"{spec.label}: training in {spec.run_dir} (trial {spec.trial}, job {env.job_id}, "
-                      f"{env.num_tasks} task(s))", flush=True)
+                print(f"[{spec.label}] started: training in {spec.run_dir} (trial {spec.trial}, "
+                      f"job {env.job_id}, {env.num_tasks} task(s))", flush=True)
                 result = recorded_run(ex, run_id=spec.run_id, sacred_root=spec.sacred_root,
                                       observers=spec.observers, job_id=env.job_id, num_tasks=env.num_tasks,
                                       started=started, body=body, requeueing=lambda: self._requeueing)
@@ -130,7 +132,7 @@ class RunJob(submitit.helpers.Checkpointable):
             ledger.fail(spec.trial, f"{spec.metric} is {value}")
             return result
         ledger.complete(spec.trial, value, {k: result[k] for k in _RESULT_ATTRS if k in result})
-        print(f"{spec.label}: {spec.metric} = {value:.2f}", flush=True)
+        print(f"[{spec.label}] {spec.metric} = {value:.2f}", flush=True)
         if env.cluster == "slurm" and spec.report_builder:  # locally the launcher writes it at the end
             write_report_if_finished(spec.report_builder, spec.study, Path(spec.sacred_root).parent,
                                      spec.storage, ledger)

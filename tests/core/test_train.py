@@ -1,11 +1,15 @@
 """Whole trainings on real Fashion-MNIST at a micro scale: resume, errors, logging."""
 import json
 import math
+import os
+import re
+import sys
 import tomllib
 
 import pytest
 import torch
 
+from core import progress
 from core.baselines import baselines
 from core.checkpoint import load_checkpoint
 from core.collapse import CollapseRule
@@ -16,7 +20,7 @@ from core.train import CHECKPOINT, NonFiniteLossError, ResumeMismatchError, Trai
 from core.profiles import profile_config
 from core.train import default_run_dir
 from core.train import main as train_main
-from tests.helpers import micro_config
+from tests.helpers import MICRO_SET, micro_config
 
 
 class Interrupted(Exception):
@@ -175,3 +179,57 @@ def test_a_run_records_its_own_collapse_verdict(tmp_path):
     assert result["collapse"] == CollapseRule().classify(result["target_entropy"], result["kl"], 64)
     assert result["collapse"] in ("none", "one dimension", "uniform", "other")
     assert 0 < result["student_entropy"] <= math.log(64) + 1e-4
+
+
+# -- what a run shows while it trains -----------------------------------------------------------------
+PROGRESS = re.compile(r"^epoch (\d)/3  it (\d)/2  loss [\d.]+  h\(P_t\) [\d.]+  KL [\d.]+  [\d.e-]+ s/it  "
+                      r"ETA epoch (\d+:\d\d:\d\d), training (\d+:\d\d:\d\d)$")
+
+
+def _progress_lines(tmp_path, capsys, monkeypatch, seconds, **overrides):
+    monkeypatch.setenv(progress.SECONDS_ENV, seconds)
+    train(profile_config("tiny", {**MICRO_SET, **overrides}), tmp_path, progress=True)  # pytest's stderr: no TTY
+    return [PROGRESS.match(line).groups() for line in capsys.readouterr().out.splitlines() if " it " in line]
+
+
+def test_without_a_terminal_a_line_every_log_every_iterations(tmp_path, capsys, monkeypatch):
+    # 128 images in batches of 64: 2 iterations per epoch, 6 in all; iterations 0, 2 and 4 are logged
+    lines = _progress_lines(tmp_path, capsys, monkeypatch, "3600", log_every=2)
+    assert [(epoch, it) for epoch, it, _, _ in lines] == [("1", "1"), ("2", "1"), ("3", "1")]
+
+
+def test_without_a_terminal_a_line_also_when_the_seconds_have_passed(tmp_path, capsys, monkeypatch):
+    lines = _progress_lines(tmp_path, capsys, monkeypatch, "1e-9", log_every=1000)  # no iteration logged but 0
+    assert [(epoch, it) for epoch, it, _, _ in lines] == [(e, i) for e in "123" for i in "12"]
+    assert lines[-1][2:] == ("0:00:00", "0:00:00")  # the last iteration of the run leaves nothing
+
+
+def test_a_terminal_gets_the_bar_and_a_recording_caller_nothing(monkeypatch):
+    leader, follower = os.openpty()
+    with open(os.ttyname(follower), "w") as tty:
+        monkeypatch.setattr(sys, "stderr", tty)
+        assert progress.mode(True, True) == progress.BAR
+        assert progress.mode(False, True) == progress.mode(True, False) == progress.OFF
+    os.close(leader)
+    os.close(follower)
+
+
+def test_a_resumed_run_says_so_once(tmp_path, capsys):
+    config = micro_config(epochs=2)
+
+    def stop_after_epoch_1(kind, step, metrics):
+        if kind == "epoch" and step == 2:
+            raise Interrupted
+    with pytest.raises(Interrupted):
+        train(config, tmp_path, stop_after_epoch_1, progress=False)
+    assert "resumed" not in capsys.readouterr().out
+    train(config, tmp_path, progress=False)
+    assert [line for line in capsys.readouterr().out.splitlines() if "resumed" in line] == [
+        "resumed from checkpoint at epoch 1"]
+
+
+def test_a_bad_progress_interval_is_refused_before_the_folder_exists(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(progress.SECONDS_ENV, "soon")
+    assert train_main(["--set", "data.train_subset=256", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and progress.SECONDS_ENV in err and not (tmp_path / "run").exists()
