@@ -40,7 +40,9 @@ def test_quick_benchmark_writes_every_figure(tmp_path):
                     "first_step_s"):
             assert _positive(r[key]), (r["variant"], key)
         assert r["images_per_s"] == pytest.approx(r["batch_size"] / r["s_per_iter"])
-        assert 0 < r["mfu"] <= 1.5, (r["variant"], r["mfu"])
+        # achieved over the measured peak: both are timings on a possibly loaded machine, so no upper
+        # bound (a peak measured while another process ran can read below a step measured after)
+        assert _positive(r["mfu"]) and r["peak_flops_per_s"] == results["peak"]["cpu"][r["precision"]]["flops_per_s"]
         assert r["mfu_against"] == r["precision"]
         breakdown = r["breakdown_s"]
         for phase in (*PHASES, "student_forward_backward", "data_loading"):
