@@ -99,3 +99,10 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def set_args(overrides) -> list[str]:
+    """``{"epochs": 2, "early_stop.enabled": False}`` -> ``["--set", "epochs=2", "--set",
+    "early_stop.enabled=false"]``: values as a user types them on the command line (TOML's)."""
+    return [arg for key, value in overrides.items()
+            for arg in ("--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}")]

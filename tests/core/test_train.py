@@ -20,7 +20,7 @@ from core.train import CHECKPOINT, NonFiniteLossError, ResumeMismatchError, Trai
 from core.profiles import profile_config
 from core.train import default_run_dir
 from core.train import main as train_main
-from tests.helpers import MICRO_SET, micro_config
+from tests.helpers import MICRO_SET, micro_config, set_args
 
 
 class Interrupted(Exception):
@@ -137,7 +137,7 @@ def test_an_untrained_run_scores_its_random_init_baseline():
 @pytest.mark.parametrize("overrides", [{"backbone.name": "vit_no_such_model"}, {"batch_size": 512},
                                        {"data.path": "/nonexistent"}, {"optim.lr": "nan"}])
 def test_core_train_refuses_before_creating_its_folder(tmp_path, capsys, overrides):
-    args = [a for key, value in overrides.items() for a in ("--set", f"{key}={value}")]
+    args = set_args(overrides)
     args += ["--set", "data.train_subset=256", "--out", str(tmp_path / "run")]
     assert train_main(args) == 2
     err = capsys.readouterr().err.strip()

@@ -21,7 +21,7 @@ from matplotlib.image import imread
 from reports.build import build_report
 from reports.load import curves, load_study
 from studies.ledger import open_storage
-from tests.helpers import MICRO_SET
+from tests.helpers import MICRO_SET, set_args
 
 REPO = Path(__file__).resolve().parents[2]
 # the micro runs of the study tests, for 2 epochs, evaluated after each, with a head narrower than
@@ -37,7 +37,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 def collapse_study(tmp_path_factory) -> Path:
     results = tmp_path_factory.mktemp("reports_study") / "collapse"
     command = [sys.executable, "-m", "studies.run", "collapse", "--results", str(results), "--cluster", "debug",
-               "--seeds", "2", *(arg for key, value in SHRINK.items() for arg in ("--set", f"{key}={value}"))]
+               "--seeds", "2", *set_args(SHRINK)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return results
