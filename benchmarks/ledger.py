@@ -36,6 +36,7 @@ from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 
 from benchmarks.measure import _table, load
 from benchmarks.study import _study_toml
+from studies.layout import Layout
 
 SEEDS = 3
 AXES = [  # name, config key, values: 7 x 6 x 5 x 4 x 4 = 3,360 points, 10,080 runs with 3 seeds
@@ -119,11 +120,11 @@ def synthetic_ledger(runs: Sequence[Any], results: Path) -> Synthetic:
             number = ledger.new_attempt({
                 "run_key": run.key, "run_id": run_id, "attempt": attempt, "label": run.label,
                 "axes": dict(run.axes), "seed": run.seed, "paper": run.paper, "profile": "tiny",
-                "cluster": "slurm", "results_dir": str(results), "run_dir": str(results / "runs" / run.name),
-                "sacred_dir": str(results / "sacred" / run_id), "launcher_host": "login1",
+                "cluster": "slurm", "results_dir": str(results), "run_dir": str(Layout(results).run_dir(run.name)),
+                "sacred_dir": str(Layout(results).sacred_run(run_id)), "launcher_host": "login1",
                 "launcher_pid": 4242, "launcher_pid_start": "123456"})
             job_id = f"{1000 + index // 1000}_{index % 1000}"
-            ledger.set_attrs(number, {"job_id": job_id, "submitit_dir": str(results / "submitit" / "0")})
+            ledger.set_attrs(number, {"job_id": job_id, "submitit_dir": str(Layout(results).submitit / "0")})
             ledger.set_attrs(number, {"job_id": job_id, "worker_host": f"node{index % 64:03d}",
                                       "worker_pid": 1000 + index, "worker_pid_start": str(777 + index)})
             finished = fate == "done" or (fate == "retried" and attempt == 2)
@@ -223,7 +224,7 @@ def bench_ledger(n_runs: int = FULL_RUNS, timeout: float = 1800) -> dict[str, An
         print(f"[ledger] --dry-run {out['dry_run']['s']:.2f} s", flush=True)
         synthetic = synthetic_ledger(runs, results)
         out["trials"] = synthetic.trials
-        for kind, storage in (("journal", str(folder / "ledger.journal")),
+        for kind, storage in (("journal", str(Layout(folder).journal)),
                               ("sqlite", f"sqlite:///{folder / 'ledger.db'}")):
             row: dict[str, Any] = {"storage": kind, "write_s": write(synthetic, storage)}
             file = Path(storage.split(":///")[-1])

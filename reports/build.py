@@ -60,7 +60,6 @@ from reports import document, importance, page, plots, tables
 from reports.fmt import tex
 from reports.load import (
     EXPORT_FORMATS,
-    PLAN_FILE,
     ReportError,
     StudyResults,
     default_results,
@@ -70,7 +69,7 @@ from reports.load import (
 from reports.noise import SEED_NOISE
 from reports.plots import attention, knn, runs, training
 from studies import spec
-from studies.layout import Layout
+from studies.layout import PLAN, Layout
 from studies.ledger import storage_problem
 
 
@@ -221,9 +220,9 @@ def build_all(runs_root: str | Path = "runs", *, rule: CollapseRule = CollapseRu
     version control in ``publish``); returns the combined page's path, the reports built and one
     line per study skipped because its report could not be built."""
     root = Path(runs_root).absolute()
-    found = {p.parent.name for p in root.glob(f"*/{PLAN_FILE}")}
+    found = {p.parent.name for p in root.glob(f"*/{PLAN}")}
     if not found:
-        raise ReportError(f"{root}: no study results there (no */{PLAN_FILE}); run `python -m studies.run NAME` "
+        raise ReportError(f"{root}: no study results there (no */{PLAN}); run `python -m studies.run NAME` "
                           "first, or give --runs DIR")
     names = list(spec.available()) + sorted(found - set(spec.available()))
     studies, reports, published, skipped = [], {}, {}, {}

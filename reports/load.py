@@ -27,11 +27,10 @@ import pandas as pd
 from optuna.trial import FrozenTrial
 
 from core.collapse import CollapseRule, is_collapsed
+from studies.layout import PLAN, Layout
 from studies.ledger import STATE_NAMES, Ledger
 from studies.spec import flatten
 
-PLAN_FILE = "study.json"
-JOURNAL_FILE = "ledger.journal"
 FINAL = ("knn_top1", "knn_top5", "student_knn_top1", "student_knn_top5", "linear_top1", "student_linear_top1",
          "loss", "target_entropy", "kl", "student_entropy")
 COST = ("wall_seconds", "gpu_hours", "cpu_hours")
@@ -150,9 +149,9 @@ def load_study(results_dir: str | Path, storage: str | None = None,
     """Read a results folder; ``storage`` overrides the ledger's location (an optuna URL or a
     journal file; default: the folder's ``ledger.journal``, else the one ``study.json`` names)."""
     results = Path(results_dir).absolute()
-    plan = _read_json(results / PLAN_FILE)
+    plan = _read_json(Layout(results).plan)
     if plan is None:
-        raise ReportError(f"{results}: no {PLAN_FILE}, so nothing was launched there; run "
+        raise ReportError(f"{results}: no {PLAN}, so nothing was launched there; run "
                           f"`python -m studies.run NAME --results {results}` first, or give --results")
     trials = _trials(results, plan, storage)
     planned = {run["key"] for run in plan["runs"]}
@@ -227,7 +226,7 @@ def _read_json(path: Path, tries: int = 3) -> Any:
 
 
 def _trials(results: Path, plan: dict[str, Any], storage: str | None) -> list[FrozenTrial]:
-    journal = results / JOURNAL_FILE
+    journal = Layout(results).journal
     url = storage or (str(journal) if journal.exists() else plan.get("storage", str(journal)))
     if "://" not in url and not Path(url).exists():
         raise ReportError(f"{results}: no ledger at {url}; give --storage URL if the study used another one")
@@ -240,7 +239,7 @@ def _trials(results: Path, plan: dict[str, Any], storage: str | None) -> list[Fr
 
 def _sacred_record(results: Path, attrs: Mapping[str, Any]) -> dict[str, Any]:
     """The attempt's sacred files (None where missing: a job that never started has none)."""
-    folder = results / "sacred" / str(attrs.get("run_id"))
+    folder = Layout(results).sacred_run(str(attrs.get("run_id")))
     if not folder.is_dir() and attrs.get("sacred_dir"):
         folder = Path(attrs["sacred_dir"])
     return {"folder": folder, **{name: _read_json(folder / f"{name}.json")
