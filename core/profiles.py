@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from core.config import ConfigError, DINOConfig, field_names, unknown_key_message
-from core.typed import flatten
+from core.typed import flatten, nest
 
 PROFILE_DIR = Path(str(resources.files("ablations"))) / "profiles"
 PROFILES: dict[str, Path] = {path.stem: path for path in sorted(PROFILE_DIR.glob("*.toml"))}
@@ -117,14 +117,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _config(values: Mapping[str, Any], path: Path) -> DINOConfig:
-    nested: dict[str, Any] = {}
-    for dotted, value in values.items():
-        *sections, key = dotted.split(".")
-        node = nested
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[key] = value
     try:
-        return DINOConfig.from_dict(nested)
+        return DINOConfig.from_dict(nest(values))
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None

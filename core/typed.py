@@ -117,6 +117,18 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of ``flatten``: ``{"loss.teacher_temp": 0.04}`` -> ``{"loss": {"teacher_temp": 0.04}}``."""
+    nested: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        *sections, key = dotted.split(".")
+        node = nested
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[key] = value
+    return nested
+
+
 def field_names(cls: type, prefix: str = "") -> list[str]:
     """Every dotted key dataclass ``cls`` accepts, nested sections included."""
     return list(_field_names(cls, prefix))

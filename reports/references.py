@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from core.config import ConfigError
+from core.typed import nest
 from core.profiles import profile_config
 from reports.labels import config_of
 from reports.load import StudyResults
@@ -79,14 +80,7 @@ def measure(config: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     from core.baselines import baselines
     from core.config import DINOConfig
 
-    nested: dict[str, Any] = {}
-    for key, value in config.items():
-        *sections, name = key.split(".")
-        target = nested
-        for section in sections:
-            target = target.setdefault(section, {})
-        target[name] = value
-    return baselines(DINOConfig.from_dict(nested))
+    return baselines(DINOConfig.from_dict(nest(config)))
 
 
 def command(profile: str, keys: Mapping[str, Any]) -> str:

@@ -18,6 +18,15 @@ def _positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
+def _quick_section(tmp_path, section: str):
+    """``benchmarks.run --quick --only SECTION`` in its own process: (the process, its figures)."""
+    out = tmp_path / f"{section}.json"
+    command = [sys.executable, "-m", "benchmarks.run", "--quick", "--only", section, "--out", str(out)]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, json.loads(out.read_text())[section]
+
+
 @pytest.mark.slow
 def test_quick_benchmark_writes_every_figure(tmp_path):
     out = tmp_path / "bench.json"
@@ -73,11 +82,7 @@ def test_quick_benchmark_writes_every_figure(tmp_path):
 
 
 def test_quick_loader_benchmark_prints_its_figures(tmp_path):
-    out = tmp_path / "loader.json"
-    command = [sys.executable, "-m", "benchmarks.run", "--quick", "--only", "loader", "--out", str(out)]
-    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(out.read_text())["loader"]
+    proc, r = _quick_section(tmp_path, "loader")
     assert r["images"] == 8 and r["views"] == "2x224 + 8x96" and r["image"].startswith("500x375 JPEG")
     for key in ("images_per_s_per_core", "images_per_s_per_core_best", "images_per_wall_s", "decode_per_s",
                 "jpeg_kb", "crop_ms_per_image"):
@@ -90,11 +95,7 @@ def test_quick_loader_benchmark_prints_its_figures(tmp_path):
 
 
 def test_gpu_section_runs_its_code_on_cpu_with_a_tiny_vit(tmp_path):
-    out = tmp_path / "gpu.json"
-    command = [sys.executable, "-m", "benchmarks.run", "--quick", "--only", "gpu", "--out", str(out)]
-    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(out.read_text())["gpu"]
+    proc, r = _quick_section(tmp_path, "gpu")
     assert r["peak"]["source"] == "measured matmul"  # no data-sheet peak for a CPU
     assert r["peak"]["flops_per_s"] == r["peak"]["measured_matmul_flops_per_s"] > 0
     assert [(s["variant"], s["precision"]) for s in r["steps"]] == [("bf16", "bf16"), ("fp16", "fp16")]
