@@ -135,27 +135,21 @@ class Layout:
 class Attempt:
     """What the launcher records on a trial when it creates one attempt of a run (optuna user
     attributes). Later writers add ``job_id``, the owners' ``<role>_host/_pid/_pid_start``
-    (``studies.liveness``), and at the end the result or ``error``; readers of old or half-written
-    trials get None for what is missing."""
+    (``studies.liveness``), and at the end the result or ``error``; readers take what they need
+    with ``user_attrs.get``, since trials written by older versions may lack an attribute."""
 
-    run_key: str | None = None
-    run_id: str | None = None
-    attempt: int = 0
-    label: str | None = None
-    axes: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    seed: int | None = None
-    paper: float | None = None
-    profile: str | None = None
-    cluster: str | None = None
-    results_dir: str | None = None
-    run_dir: str | None = None
-    sacred_dir: str | None = None
+    run_key: str
+    run_id: str
+    attempt: int
+    label: str
+    axes: Mapping[str, str]
+    seed: int
+    paper: float | None
+    profile: str
+    cluster: str
+    results_dir: str
+    run_dir: str
+    sacred_dir: str
 
     def attrs(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def of(cls, user_attrs: Mapping[str, Any]) -> Attempt:
-        """The attempt a trial's user attributes describe (unknown attributes are ignored)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in user_attrs.items() if k in names and v is not None})
+        return {**dataclasses.asdict(self), "axes": dict(self.axes)}
