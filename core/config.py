@@ -16,8 +16,6 @@ run, so a warm-up is never cut short: every warm-up ends within the run, or the 
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import typing
 from dataclasses import dataclass, field
@@ -302,7 +300,7 @@ class DINOConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready nested dict; ``from_dict(to_dict())`` gives the same config."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return typed.plain(self)
 
     def replace(self, overrides: Mapping[str, Any]) -> "DINOConfig":
         """A new config with dotted-key overrides applied, e.g. ``{"teacher.momentum": 0.99}``."""
@@ -313,7 +311,7 @@ class DINOConfig:
 
     def flat(self) -> dict[str, Any]:
         """Dotted key -> value, for diffs between runs and for trackers."""
-        return typed.flatten(self.to_dict())
+        return typed.dotted(self)
 
 
 _SECTIONS = ("backbone", "head", "crops", "loss", "teacher", "optim", "data", "eval", "early_stop")

@@ -16,7 +16,8 @@ import json
 import math
 import types
 import typing
-from typing import Any, Iterable, Literal, Mapping, Tuple
+from collections.abc import Iterable, Mapping  # not typing's aliases: isinstance() of those is slower
+from typing import Any, Literal, Tuple
 
 
 class ConfigError(ValueError):
@@ -28,18 +29,48 @@ def build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
     if not isinstance(values, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a table of keys, got {values!r}")
     types_of = hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(values).difference(_names(cls)))
     if unknown:
         raise ConfigError(unknown_key_message(prefix + unknown[0], field_names(cls, prefix)))
+    sections = _sections(cls)
     kwargs = {}
     for name, value in values.items():
         hint = types_of[name]
-        if dataclasses.is_dataclass(hint):
+        if name in sections:
             kwargs[name] = build(hint, value, prefix + name + ".")
         else:
             kwargs[name] = coerce(value, hint, prefix + name)
     return cls(**kwargs)
+
+
+def plain(obj: Any) -> dict[str, Any]:
+    """A dataclass that ``build`` made, as the nested dicts it was built from (sequences as
+    lists): what a JSON round trip of ``dataclasses.asdict`` gives, in a seventh of the time,
+    which a 10,000-run study spends on every run."""
+    sections, values = _sections(type(obj)), {}
+    for name in _names(type(obj)):
+        value = getattr(obj, name)
+        if name in sections:
+            values[name] = plain(value)
+        else:
+            values[name] = _listed(value) if isinstance(value, (tuple, list)) else value
+    return values
+
+
+def dotted(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """A dataclass that ``build`` made as ``{"a.b": value}``: ``flatten(plain(obj))`` in one pass."""
+    sections, flat = _sections(type(obj)), {}
+    for name in _names(type(obj)):
+        value = getattr(obj, name)
+        if name in sections:
+            flat.update(dotted(value, prefix + name + "."))
+        else:
+            flat[prefix + name] = _listed(value) if isinstance(value, (tuple, list)) else value
+    return flat
+
+
+def _listed(values: tuple | list) -> list:
+    return [_listed(v) if isinstance(v, (tuple, list)) else v for v in values]
 
 
 def coerce(value: Any, hint: Any, key: str) -> Any:
@@ -134,11 +165,30 @@ def field_names(cls: type, prefix: str = "") -> list[str]:
     return list(_field_names(cls, prefix))
 
 
+def field_type(cls: type, key: str) -> Any:
+    """The declared type of a dotted key of dataclass ``cls``: ``epochs`` -> int."""
+    *sections, name = key.split(".")
+    for section in sections:
+        cls = hints(cls)[section]
+    return hints(cls)[name]
+
+
 @functools.cache
 def hints(cls: type) -> dict[str, Any]:
     """The resolved field types of ``cls``: resolving them is most of the time a config takes to
     build, and a 10,000-run study builds 10,000 configs."""
     return typing.get_type_hints(cls)
+
+
+@functools.cache
+def _names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def _sections(cls: type) -> frozenset[str]:
+    """The fields of ``cls`` that are dataclasses themselves (nested sections)."""
+    return frozenset(name for name, hint in hints(cls).items() if dataclasses.is_dataclass(hint))
 
 
 @functools.cache

@@ -20,8 +20,6 @@ from optuna.trial import FrozenTrial, TrialState
 from studies.layout import Layout
 from studies.ledger import Ledger
 
-# Where reports.build writes a study's page, named here: importing reports costs a second.
-
 
 def resolve(builder: str) -> Callable[..., Path]:
     """The function a ``"module:function"`` name stands for, imported when first needed."""
@@ -48,7 +46,9 @@ def write_report(builder: str, study: str, results_dir: Path, storage: str) -> P
 
 
 def write_report_if_finished(builder: str, study: str, results_dir: Path, storage: str, ledger: Ledger) -> None:
-    if not any(t.state == TrialState.RUNNING for t in ledger.trials()):
+    """Build the report unless an attempt is still running: the job that ends last builds it
+    (every job of a cluster study asks, ``Ledger.any_running``)."""
+    if not ledger.any_running():
         write_report(builder, study, results_dir, storage)
 
 

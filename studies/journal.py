@@ -118,6 +118,12 @@ class Journal(JournalStorage):
         super().__init__(backend)
         # what a snapshot holds: optuna's replay state, exactly as optuna pickles it for its own snapshots
         backend.state = lambda: (self._replay_result.log_number_read, pickle.dumps(self._replay_result))
+        self._file = backend
+
+    def renew_snapshot(self) -> None:
+        """Renew the snapshot as a writer does after its writes: for a journal that was appended
+        to by other means (optuna's own backend: the ledger benchmark writes its ledger so)."""
+        self._file._renew()
 
 
 class _SnapshotFile(JournalFileBackend, BaseJournalSnapshot):

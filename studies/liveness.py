@@ -69,20 +69,11 @@ def owner_attrs(prefix: str, pid: int) -> dict[str, str | int | None]:
 def job_states(trials: Iterable[FrozenTrial]) -> dict[int, JobState]:
     """Trial number -> the state of its job, for every RUNNING trial (one squeue and at most one
     sacct call for all the SLURM ones)."""
-    return {trial.number: state for trial, state in _states(trials)}
-
-
-def dead_trials(trials: Iterable[FrozenTrial]) -> list[tuple[FrozenTrial, str]]:
-    """The RUNNING trials whose job is certainly gone, each with a one-line reason."""
-    return [(trial, state.reason) for trial, state in _states(trials) if state.state == "dead"]
-
-
-def _states(trials: Iterable[FrozenTrial]) -> list[tuple[FrozenTrial, JobState]]:
     running = [t for t in trials if t.state == TrialState.RUNNING]
     slurm_ids = {t.user_attrs["job_id"] for t in running
                  if t.user_attrs.get("cluster") == "slurm" and t.user_attrs.get("job_id")}
     states = slurm_states(slurm_ids) if slurm_ids else {}
-    return [(trial, _verdict(trial.user_attrs, states)) for trial in running]
+    return {trial.number: _verdict(trial.user_attrs, states) for trial in running}
 
 
 def _verdict(attrs: dict, slurm: dict[str, str] | None) -> JobState:

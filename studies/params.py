@@ -29,6 +29,7 @@ is and keep describing it as the study grows. Optuna's rules decide the shape:
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Mapping
 
@@ -64,14 +65,14 @@ def settle(params: Mapping[str, Param], held: Mapping[str, BaseDistribution]) ->
 
 
 def _param(axis: Axis, values: tuple, run: Run) -> Param:
-    kind = _field_type(axis.key) if axis.key else None
+    kind = typed.field_type(DINOConfig, axis.key) if axis.key else None
     numbers = [_number(v.overrides, axis.key) for v in values]
     if kind not in (int, float, Any) or any(n is None for n in numbers):
         labels = [v.label for v in values]
         return run.axes[axis.name], CategoricalDistribution(labels)
     cast = int if kind is int else float
     low, high = _envelope(numbers)
-    value = cast(run.config.flat()[axis.key])
+    value = cast(functools.reduce(getattr, axis.key.split("."), run.config))  # the run's own value
     return value, (IntDistribution(int(low), int(high)) if cast is int else FloatDistribution(low, high))
 
 
@@ -81,14 +82,6 @@ def _number(overrides: Mapping[str, Any], key: str | None) -> float | None:
         return None
     value = overrides[key]
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _field_type(key: str) -> Any:
-    """The declared type of a dotted config key: ``epochs`` -> int, ``loss.teacher_temp`` -> Any."""
-    cls: Any = DINOConfig
-    for section in key.split(".")[:-1]:
-        cls = typed.hints(cls)[section]
-    return typed.hints(cls)[key.rsplit(".", 1)[-1]]
 
 
 def _envelope(numbers: list[float]) -> tuple[float, float]:

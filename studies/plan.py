@@ -24,7 +24,6 @@ from typing import Any, Mapping
 from core import preflight, profiles
 from core.config import ConfigError, DINOConfig, field_names, parse_teacher_temp, unknown_key_message
 from core.preflight import DataNotFoundError
-from core.profiles import profile_config
 from studies.spec import SpecError, Study
 
 
@@ -49,7 +48,12 @@ DURATIONS = ("optim.warmup_epochs", "loss.teacher_temp_warmup_epochs", "head.fre
 
 
 def config_key(config: DINOConfig) -> str:
-    canonical = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    return _key(config.to_dict())
+
+
+def _key(values: Mapping[str, Any]) -> str:
+    """``config_key`` of the config whose ``to_dict()`` is ``values``."""
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
@@ -71,27 +75,35 @@ def expand(study: Study, profile: str, cli_overrides: Mapping[str, Any] | None =
     seen: dict[str, str] = {}  # what a run trains -> the first point that trains it
     failures: dict[str, list[str]] = {}  # ConfigError message -> the points it refuses
     points = list(itertools.product(*(enumerate(axis.values_for(profile)) for axis in study.axes)))
+    try:
+        start = profiles.load(profile).config  # read once, not once per run
+    except ConfigError as error:  # the profile's own problem, which refuses every run
+        raise SpecError([f"{where}: every run on profile {profile}: {error}"]) from None
+    seed_list = seeds or study.seeds
     for point in points:  # one (index, value) per axis
         labels = {axis.name: value.label for axis, (_, value) in zip(study.axes, point)}
+        point_label = " ".join(f"{axis_name}={text}" for axis_name, text in labels.items())  # less its seed
         overrides = dict(base)
         for _, value in point:
             overrides.update(value.overrides)
         paper = study.axes[paper_axis].paper[point[paper_axis][0]] if paper_axis is not None else None
-        for seed in seeds or study.seeds:
-            label = " ".join(f"{name}={text}" for name, text in labels.items()) + f" seed={seed}"
-            try:
-                config = profile_config(profile, {**overrides, "seed": seed})
-            except ConfigError as error:  # the same for every seed of this point: report it once
-                failures.setdefault(str(error), []).append(_point(label))
-                break
-            first = seen.setdefault(trains(config), _point(label))
-            if first != _point(label):
-                duplicate = (f"{where}: runs {first!r} and {_point(label)!r} are duplicates: the same config "
+        try:  # once per point: its runs' configs, and what they train, differ in the top-level seed alone
+            built = start.replace({**overrides, "seed": seed_list[0]})
+        except ConfigError as error:  # the same for every seed of this point: report it once
+            failures.setdefault(str(error), []).append(point_label)
+            continue
+        values, trained = built.to_dict(), _trained(built)
+        for seed in seed_list:
+            config = built if seed == built.seed else dataclasses.replace(built, seed=seed)
+            first = seen.setdefault(json.dumps({**trained, "seed": seed}, sort_keys=True), point_label)
+            if first != point_label:
+                duplicate = (f"{where}: runs {first!r} and {point_label!r} are duplicates: the same config "
                              f"on profile {profile}; make their values differ or drop one")
                 if duplicate not in errors:  # once per pair of points, whatever the seeds
                     errors.append(duplicate)
                 continue
-            runs.append(Run(config_key(config), label, labels, seed, paper, config))
+            label = f"{point_label} seed={seed}"
+            runs.append(Run(_key({**values, "seed": seed}), label, labels, seed, paper, config))
     errors.extend(f"{where}: {line}" for line in _grouped(failures, len(points), profile))
     if errors:
         raise SpecError(errors)
@@ -144,6 +156,11 @@ def trains(config: DINOConfig) -> str:
     (start, end), durations in epochs (the temperature's warm-up only if it ramps), and folders
     as absolute paths (``d`` and ``./d`` are one data set). Two configs that train the same give
     the same text, which is how duplicate runs and a relaunch's options are recognised."""
+    return json.dumps(_trained(config), sort_keys=True)
+
+
+def _trained(config: DINOConfig) -> dict[str, Any]:
+    """What ``trains`` writes, by dotted key."""
     flat = config.flat()
     start, end = parse_teacher_temp(config.loss.teacher_temp)
     flat["loss.teacher_temp"] = [start, end]
@@ -154,7 +171,7 @@ def trains(config: DINOConfig) -> str:
     for key, value in flat.items():
         if key.endswith("path") and isinstance(value, str) and value:
             flat[key] = os.path.abspath(value)
-    return json.dumps(flat, sort_keys=True)
+    return flat
 
 
 def diff(config: DINOConfig, base: DINOConfig) -> dict[str, tuple[Any, Any]]:

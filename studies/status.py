@@ -9,6 +9,7 @@ attempt whose job is known dead shows as failed even while its trial still says 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -52,7 +53,8 @@ def statuses(runs: Sequence[Run], attempts: dict[str, list[FrozenTrial]],
 
 
 def counts(rows: Sequence[RunStatus]) -> dict[str, int]:
-    return {state: sum(r.state == state for r in rows) for state in STATES}
+    found = Counter(row.state for row in rows)
+    return {state: found[state] for state in STATES}
 
 
 def summary(rows: Sequence[RunStatus], tally: Mapping[str, int] | None = None) -> str:

@@ -17,6 +17,14 @@ def running(**attrs) -> optuna.trial.FrozenTrial:
     return optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs=attrs)
 
 
+def dead(trials: list[optuna.trial.FrozenTrial]) -> list[tuple[optuna.trial.FrozenTrial, str]]:
+    """What a launch marks failed: each trial whose job is found dead, with the reason, in order."""
+    for number, trial in enumerate(trials):
+        trial.number = number  # job_states answers by trial number, as the ledger numbers them
+    states = liveness.job_states(trials)
+    return [(t, states[t.number].reason) for t in trials if t.number in states and states[t.number].state == "dead"]
+
+
 def ended_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -28,13 +36,13 @@ def test_process_owners():
     gone = liveness.owner_attrs("launcher", ended_pid())
     assert me["launcher_pid_start"] and gone["launcher_pid_start"] is None
     reused = {**me, "launcher_pid_start": "1"}  # same pid, another process: not ours
-    verdicts = liveness.dead_trials([running(**me), running(**gone), running(**reused)])
+    verdicts = dead([running(**me), running(**gone), running(**reused)])
     assert [t.user_attrs for t, _ in verdicts] == [gone, reused]
     assert all("launcher stopped before the job was submitted" in reason for _, reason in verdicts)
 
     job = {"job_id": "123", "cluster": "local", **liveness.owner_attrs("job", os.getpid())}
     dead_job = {"job_id": "124", "cluster": "local", **liveness.owner_attrs("job", ended_pid())}
-    (verdict,) = liveness.dead_trials([running(**job), running(**dead_job)])
+    (verdict,) = dead([running(**job), running(**dead_job)])
     assert verdict[0].user_attrs["job_id"] == "124" and "its process is gone" in verdict[1]
 
 
@@ -44,16 +52,16 @@ def test_heartbeat_decides_where_the_owner_cannot_be_asked(tmp_path):
     beat.write_text(json.dumps({"status": "RUNNING"}))
     elsewhere = {"job_id": "7", "cluster": "local", "job_host": "another-host", "job_pid": 1,
                  "job_pid_start": "1", "sacred_dir": str(tmp_path)}
-    assert liveness.dead_trials([running(**elsewhere)]) == []
+    assert dead([running(**elsewhere)]) == []
     old = time.time() - liveness.STALE_HEARTBEAT_S - 60
     os.utime(beat, (old, old))
-    (verdict,) = liveness.dead_trials([running(**elsewhere)])
+    (verdict,) = dead([running(**elsewhere)])
     assert "stopped its heartbeat 31 min ago" in verdict[1]
     started_nowhere = {**elsewhere, "sacred_dir": str(tmp_path / "never")}  # cannot tell: keep it
-    assert liveness.dead_trials([running(**started_nowhere)]) == []
+    assert dead([running(**started_nowhere)]) == []
 
 
 def test_finished_trials_are_never_dead():
     done = optuna.trial.create_trial(state=TrialState.COMPLETE, value=1.0,
                                      user_attrs={"job_id": "1", "cluster": "local", "job_pid": 1})
-    assert liveness.dead_trials([done]) == []
+    assert dead([done]) == []
