@@ -16,6 +16,7 @@ what the studies engine calls when a study finishes. Modules, each with one job:
 * ``plots``: k-NN per setting, entropies and KL over training, every run's curves (PNG + SVG)
 * ``attention``: the teachers' CLS attention maps and 60 % masks, from the runs' checkpoints
 * ``importance``: which factor matters in studies of two axes or more (means per value, PED-ANOVA)
+* ``boundary``: a boundary study's bracket, its estimate and every probe, with its plot
 * ``provenance``: what was run (profile, data, seeds, code, software, dates, cost)
 * ``page`` and ``document``: the page's content, rendered as Markdown and self-contained HTML
 * ``fmt``: how numbers read

@@ -1,7 +1,8 @@
 """What a study's report page says, in which order; and the page that puts all studies together.
 
 The order follows a reader's questions: is it finished? what exactly ran? what came out, beside
-the paper? what do the curves show? which run is which? and how were marks and verdicts decided?
+the paper (and, for a boundary study, where its setting turns runs to collapse)? what do the curves
+show? which run is which? and how were marks and verdicts decided?
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pandas as pd
 
 from core import collapse
 from core.collapse import CollapseRule
-from reports import fmt, importance, labels, provenance, references, tables, verdict
+from reports import boundary, fmt, importance, labels, provenance, references, tables, verdict
 from reports.attention import Attention, arm_maps
 from reports.document import (Badge, Block, Bullets, Code, Figure, Heading, Link, Notice, Paragraph, Strong, Table,
                               relative)
@@ -43,6 +44,7 @@ class Contents:
     curves: pd.DataFrame
     attention: Attention  # read from the runs' checkpoints: the costly part, done once
     factors: importance.Factors | None  # which factor matters: studies of two axes or more
+    boundary: boundary.Search | None = None  # where a boundary study's setting turns runs to collapse
 
 
 def contents(results: StudyResults, measure: bool = True) -> Contents:
@@ -50,7 +52,7 @@ def contents(results: StudyResults, measure: bool = True) -> Contents:
     found = references.references(results, compute=measure)
     table = tables.summary(results, found)
     return Contents(results, found, table, tables.table_notes(table, found), curves(results), arm_maps(results),
-                    importance.factors(results))
+                    importance.factors(results), boundary.search(results))
 
 
 def progress_line(results: StudyResults) -> str:
@@ -98,6 +100,7 @@ def study_page(report: Contents, figures: Sequence[Figure], files: Mapping[str, 
         Paragraph([f"Built {_now()} from {source}."]),
         Heading("What was run"),
         Table(["", ""], [[Strong(name), value] for name, value in provenance.facts(results, portable)]),
+        *boundary.section(report.boundary, rule, folder, portable),
         Heading(f"k-NN accuracy per {axis}"),
         Table(header, cells),
         *([Paragraph([" ".join(report.notes)])] if report.notes else []),

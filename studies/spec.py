@@ -6,6 +6,9 @@ and the fix, so a user fixes a study in one round. Config keys and profiles are 
 never name a setting the trainer does not have. A profile file a study names is read relative to
 the study's folder and kept as an absolute path, so every later command finds it. Building each
 expanded run's config is ``plan``'s job.
+
+A boundary study declares ``[boundary]`` instead of ``[[axes]]`` (``studies.boundary`` searches
+it); its study has one axis, the values probed so far, and as loaded, the two ends it probes first.
 """
 from __future__ import annotations
 
@@ -20,13 +23,13 @@ import tomllib
 from core import profiles
 from core.config import ConfigError, field_names, unknown_key_message
 from core.typed import flatten
-from studies.axes import Axis, AxisChecks, Value, value_label  # noqa: F401 (Value, value_label re-exported)
+from studies.axes import Axis, AxisChecks, Boundary, Value, value_label  # noqa: F401 (Value, value_label re-exported)
 from studies.resources import KEYS as RESOURCE_KEYS, Resources, update as update_resources
 
 METRICS = {"knn_top1": "maximize", "knn_top5": "maximize", "student_knn_top1": "maximize",
            "student_knn_top5": "maximize", "linear_top1": "maximize", "loss": "minimize"}
 
-_TOP_KEYS = ("description", "reference", "profile", "metric", "seeds", "set", "axes", "profiles")
+_TOP_KEYS = ("description", "reference", "profile", "metric", "seeds", "set", "axes", "boundary", "profiles")
 _PROFILE_KEYS = ("set", "resources")
 
 
@@ -51,6 +54,7 @@ class Study:
     axes: tuple[Axis, ...]
     profile_overrides: Mapping[str, Mapping[str, Any]]
     resources_by_profile: Mapping[str, Resources]
+    boundary: Boundary | None = None  # a boundary study's search; its one axis holds the probes
 
     @property
     def direction(self) -> str:
@@ -195,14 +199,29 @@ class _Checker(AxisChecks):
             self.error("metric", f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
         seeds = self.seeds(raw.get("seeds", 1), "seeds")
         overrides = self.overrides(raw.get("set", {}), "set")
-        axes = self.axes(raw.get("axes"))
+        axes, boundary = self.grid(raw, seeds)
         profile_overrides, resources_by_profile = self.profiles(raw.get("profiles", {}))
         self.conflicts(axes, overrides, profile_overrides)
         if self.errors:
             return None
         return Study(name=path.stem, path=path, description=description, reference=reference,
                      profile=profile, metric=metric, seeds=seeds, overrides=overrides, axes=axes,
-                     profile_overrides=profile_overrides, resources_by_profile=resources_by_profile)
+                     profile_overrides=profile_overrides, resources_by_profile=resources_by_profile,
+                     boundary=boundary)
+
+    def grid(self, raw: dict[str, Any], seeds: tuple[int, ...]) -> tuple[tuple[Axis, ...], Boundary | None]:
+        """The study's axes, and its boundary if it searches one: then its one axis holds the two
+        ends, the probes it starts with."""
+        if "boundary" not in raw:
+            return self.axes(raw.get("axes")), None
+        boundary = self.boundary(raw["boundary"])
+        if "axes" in raw:
+            self.error("axes", "a boundary study searches its [boundary] setting alone; drop the [[axes]] tables "
+                               "(or sweep them in a grid study of their own)")
+        if seeds and len(seeds) % 2 == 0:
+            self.error("seeds", f"{len(seeds)} seeds can tie on a probe's verdict, which then decides nothing; a "
+                                "boundary study takes the majority of an odd number of seeds, such as 1 or 3")
+        return ((boundary.axis((boundary.low, boundary.high)),) if boundary else ()), boundary
 
     def seeds(self, raw: Any, key: str) -> tuple[int, ...]:
         fix = "write a count such as 3 (seeds 0, 1, 2) or a list of distinct seeds such as [0, 7]"
