@@ -11,8 +11,7 @@ from typing import Any
 import tomli_w
 
 from core.profiles import profile_config
-from studies import launch, plan
-from studies.layout import Layout
+from studies import boundary, plan
 
 
 def dry_run(ctx) -> str:
@@ -33,18 +32,15 @@ def dry_run(ctx) -> str:
         own = {k: v for k, v in d.items() if k not in common}
         paper = f"paper {run.paper:g}" if run.paper is not None else "paper -"
         lines.append(f"  {run.label:{width}s}  {paper:11s}  key {run.key}  {_changes(own) or '(baseline)'}")
+    if study.boundary:
+        lines.append(f"boundary search: {boundary.describe(study.boundary)}; the runs above are the probes so far, "
+                     f"{ctx.launcher.concurrent(ctx.resources)} more at a time after them")
     r = ctx.resources
     lines.append(f"resources ({ctx.profile}): nodes {r.nodes}, GPUs/node {r.gpus_per_node}, CPUs/task "
                  f"{r.cpus_per_task}, tasks/node {r.tasks}, memory {r.mem_gb:g} GB, time {r.time_min} min, partition "
                  f"{r.partition or '(cluster default)'}, array parallelism {r.array_parallelism}, "
                  f"signal {r.signal_delay_s} s before the limit, {r.max_timeouts} requeues on time limit")
-    if ctx.cluster == "slurm":
-        folder = Layout(ctx.results).submitit / "<submission>"
-        lines.append(f"sbatch script (one job array of {len(ctx.runs)} runs; split at the cluster's "
-                     "MaxArraySize when larger):")
-        lines.append(launch.sbatch_script(folder, r, study.name, len(ctx.runs)))
-    else:
-        lines.append(f"{ctx.cluster}: at most {ctx.max_parallel} run(s) at once, on this machine")
+    lines.extend(ctx.launcher.dry_run_lines(ctx.results, r, study.name, len(ctx.runs)))
     return "\n".join(lines)
 
 

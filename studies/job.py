@@ -25,10 +25,9 @@ from optuna.trial import TrialState
 from sacred import Experiment
 
 from core.config import DINOConfig
-from studies import claims, liveness, slots
+from studies import claims, liveness, record, slots
 from studies.autoreport import write_report_if_finished
 from studies.ledger import Ledger
-from studies.record import experiment, recorded_run
 
 # The callback (kind, name) a metric of core.train's result is reported from as it trains.
 _INTERMEDIATE = {"knn_top1": ("knn", "top1"), "knn_top5": ("knn", "top5"),
@@ -56,7 +55,10 @@ class JobSpec:
     observers: Mapping[str, str]
     threads: int  # torch's intra-op threads: the CPUs the scheduler gave the task
     slots: tuple[str, ...] = ()  # local runs: the lock files of the launcher's slots (studies.slots)
-    report_builder: str = ""  # "module:function" the last job on a cluster builds the report with
+    # "module:function" this job builds the study's report with if it ends last; empty where the
+    # launcher waits for its jobs and writes the report itself
+    report_builder: str = ""
+    progress: bool = False  # the trainer's progress lines, for a job whose log is where they are read
 
 
 class RunJob(submitit.helpers.Checkpointable):
@@ -81,19 +83,20 @@ class RunJob(submitit.helpers.Checkpointable):
         meta = {"study": spec.study, "run_id": spec.run_id, "label": spec.label, "trial": spec.trial,
                 "run_dir": spec.run_dir}
         # only rank 0 records; its sacred scan of the sources is done before waiting for a slot too
-        ex = experiment(spec.study, spec.run_id, spec.sacred_root, config, meta) if env.global_rank == 0 else None
+        experiment = (record.experiment(spec.study, spec.run_id, spec.sacred_root, config, meta)
+                      if env.global_rank == 0 else None)
         slot = slots.acquire(spec.slots) if spec.slots else None
         try:
-            if ex is None:
+            if experiment is None:
                 train(config, spec.run_dir, progress=False)
                 return None
-            return self._attempt(train, config, ex)
+            return self._attempt(train, config, experiment)
         finally:
             if slot is not None:
                 os.close(slot)
 
     def _attempt(self, train: Callable[..., dict[str, float]], config: DINOConfig,
-                 ex: Experiment) -> dict[str, Any] | None:
+                 experiment: Experiment) -> dict[str, Any] | None:
         started = time.time()
         spec, env = self.spec, submitit.JobEnvironment()
         ledger = Ledger.load(spec.storage, spec.study)
@@ -101,7 +104,7 @@ class RunJob(submitit.helpers.Checkpointable):
         if trial.state != TrialState.RUNNING:
             raise RuntimeError(f"trial {spec.trial} of {spec.study} is {trial.state.name}, not RUNNING: this attempt "
                                "was superseded or marked dead; not training")
-        ex.add_config({"params": dict(trial.params)})  # the axes, for TensorBoard's HParams tab (studies.record)
+        experiment.add_config({"params": dict(trial.params)})  # the axes, for TensorBoard's HParams tab
         ledger.set_attrs(spec.trial, {"job_id": env.job_id, **liveness.owner_attrs("worker", os.getpid())})
         report = _INTERMEDIATE[spec.metric]
 
@@ -110,16 +113,15 @@ class RunJob(submitit.helpers.Checkpointable):
                 log(kind, step, metrics)
                 if kind == report[0] and report[1] in metrics:
                     ledger.report(spec.trial, step, float(metrics[report[1]]))
-            # progress lines in a SLURM log; a local launcher echoes its jobs' epoch lines already
-            return train(config, spec.run_dir, callback, progress=env.cluster == "slurm")
+            return train(config, spec.run_dir, callback, progress=spec.progress)
 
         try:
             with claims.training(spec.run_dir):
                 print(f"[{spec.label}] started: training in {spec.run_dir} (trial {spec.trial}, "
                       f"job {env.job_id}, {env.num_tasks} task(s))", flush=True)
-                result = recorded_run(ex, run_id=spec.run_id, sacred_root=spec.sacred_root,
-                                      observers=spec.observers, job_id=env.job_id, num_tasks=env.num_tasks,
-                                      started=started, body=body, requeueing=lambda: self._requeueing)
+                result = record.recorded_run(experiment, run_id=spec.run_id, sacred_root=spec.sacred_root,
+                                             observers=spec.observers, job_id=env.job_id, num_tasks=env.num_tasks,
+                                             started=started, body=body, requeueing=lambda: self._requeueing)
         except SystemExit:
             if not self._requeueing:
                 ledger.fail(spec.trial, "the job exited during training")
@@ -133,7 +135,7 @@ class RunJob(submitit.helpers.Checkpointable):
             return result
         ledger.complete(spec.trial, value, {k: result[k] for k in _RESULT_ATTRS if k in result})
         print(f"[{spec.label}] {spec.metric} = {value:.2f}", flush=True)
-        if env.cluster == "slurm" and spec.report_builder:  # locally the launcher writes it at the end
+        if spec.report_builder:
             write_report_if_finished(spec.report_builder, spec.study, Path(spec.sacred_root).parent,
                                      spec.storage, ledger)
         return result

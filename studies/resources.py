@@ -9,7 +9,7 @@ all of its problems in one round, so each key is checked on its own and every pr
 named by its key, with the fix.
 
 Every knob a cluster user sets in a hand-written sbatch script has a key here, in submitit's
-names where submitit has one (``launch.slurm_parameters`` passes them through); ``sbatch`` takes
+names where submitit has one (``sbatch.slurm_parameters`` passes them through); ``sbatch`` takes
 any further ``#SBATCH`` line, so no cluster needs a change of code.
 """
 from __future__ import annotations

@@ -7,43 +7,37 @@ Then: RUNNING trials whose job died are marked FAIL; runs that are done or runni
 missing runs (or, with ``--retry-failed``, exactly the failed ones, as new attempts that resume
 from the run folder's checkpoint) are launched. The options a results folder was launched with
 are its study's identity (``identity``): later commands there reuse them, and refuse others.
-Each run is claimed just before it starts (``claims``): the ledger is read again, and a run that
-another launcher on the same study started meanwhile, or whose folder is in training, is left to
-its owner. ``--status``, ``--dry-run``, ``--print-config`` and ``--list`` write nothing (but repair a
-damaged journal).
+The runs are claimed as they are launched (``attempts``): the ledger is read again, and a run
+that another launcher on the same study started meanwhile, or whose folder is in training, is left
+to its owner. What differs between clusters is the launcher's (``launchers``). ``--status``,
+``--dry-run``, ``--print-config`` and ``--list`` write nothing (but repair a damaged journal).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime
 import functools
 import os
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import submitit
-from optuna.trial import TrialState
-
 from core import cli
 from core.config import ConfigError
-from studies import catalog, claims, identity, launch, liveness, plan, progress, slots, spec, status
-from studies.dryrun import dry_run, print_config
+from studies import boundary, catalog, claims, identity, launchers, liveness, plan, spec, status
+from studies.attempts import Claimer
 from studies.autoreport import import_in_background, write_report, write_report_if_stale
-from studies.job import JobSpec, RunJob
-from studies.layout import Attempt, Layout
-
-# The engine's "on finished": the one place the studies engine names the report builder.
-REPORT_BUILDER = "reports.build:build_report"
+from studies.dryrun import dry_run, print_config
+from studies.layout import Layout
 from studies.ledger import Ledger, storage_problem
 from studies.record import observer_options
 from studies.spec import Resources, SpecError, Study
 
 CLUSTER_ENV = "STUDIES_CLUSTER"
+# The engine's "on finished": the one place the studies engine names the report builder.
+REPORT_BUILDER = "reports.build:build_report"
 
 
 @dataclass(frozen=True)
@@ -54,15 +48,18 @@ class Context:
     profile: str
     runs: list[plan.Run]  # the runs this command works on
     resources: Resources
-    cluster: str
+    launcher: launchers.Launcher  # where the runs execute
     results: Path
     storage: str
     observers: dict[str, str]
-    max_parallel: int
     options: identity.Identity  # the option sets it works on, and those study.json records
     given: identity.Given
     add_runs: bool
     runs_of: identity.Planner  # an option set's runs, each expanded once
+
+    @property
+    def cluster(self) -> str:
+        return self.launcher.name
 
     @property
     def planned(self) -> list[plan.Run]:
@@ -88,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--add-runs", action="store_true",
                    help="add the runs of other --set/--seeds/--data than the results folder was launched with "
                         "to its study (otherwise refused)")
-    p.add_argument("--cluster", choices=launch.CLUSTERS, default=os.environ.get(CLUSTER_ENV, "local"),
+    p.add_argument("--cluster", choices=launchers.CLUSTERS, default=os.environ.get(CLUSTER_ENV, "local"),
                    help=f"where runs execute (default: ${CLUSTER_ENV} if set, else local; never guessed)")
     cli.add_profile(p, default=None, help="scale to run at (default: the study's)")
     cli.add_data(p)
@@ -147,7 +144,34 @@ def main(argv: list[str] | None = None) -> int:
         if job and job.state == "dead" and ledger.fail(trial.number, job.reason):
             print(f"marked failed: {trial.user_attrs.get('label')} (trial {trial.number}): {job.reason}")
     rows = status.statuses(ctx.runs, ledger.attempts(), jobs)
+    if ctx.study.boundary:
+        return search_boundary(ctx, ledger, rows, args.retry_failed, argv)
     return launch_missing(ctx, ledger, rows, args.retry_failed, argv)
+
+
+def search_boundary(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], retry_failed: bool,
+                    argv: list[str]) -> int:
+    """Probe a boundary study round by round (``studies.boundary``), each round's probes
+    launched as the missing runs of the study grown by them; 1 if failed probes hold the search.
+    A launcher that waits writes the report once, when the search stops or has to wait."""
+    if retry_failed:
+        launch_missing(ctx, ledger, rows, True, argv, report=False)
+
+    def runs_of(grown: Study) -> list[plan.Run]:
+        return identity.union(identity.planner(grown)(o) for o in ctx.options.selected)
+
+    def launch(grown: Study) -> None:
+        round_ctx = record(dataclasses.replace(ctx, study=grown, runs=runs_of(grown), runs_of=identity.planner(grown)))
+        launch_missing(round_ctx, ledger, status.statuses(round_ctx.runs, ledger.attempts()), False, argv,
+                       report=False)
+
+    final = boundary.search(ctx.study, ledger, runs_of, launch, ctx.launcher.concurrent(ctx.resources))
+    if ctx.launcher.waits:
+        write_report_if_stale(REPORT_BUILDER, ctx.study.name, ctx.results, ctx.storage, ledger.trials())
+    if not final.held:
+        return 0
+    held = status.statuses(runs_of(boundary.study_with_probes(ctx.study, final.held)), ledger.attempts())
+    return 1 if any(row.state == "failed" for row in held) else 0
 
 
 def show_status(ctx: Context) -> int:
@@ -161,7 +185,11 @@ def show_status(ctx: Context) -> int:
             if trial.number in jobs and jobs[trial.number].state == "dead":
                 print(f"marked failed: {trial.user_attrs.get('label')} (trial {trial.number}): "
                       f"{jobs[trial.number].reason} (recorded in the ledger by the next launch)")
-    print(status.table(status.statuses(ctx.runs, attempts, jobs), ctx.study.metric))
+    rows = status.statuses(ctx.runs, attempts, jobs)
+    print(status.table(rows, ctx.study.metric))
+    if ctx.study.boundary:
+        found = boundary.verdicts(boundary.recorded(rows, ctx.study.boundary.name))
+        print(f"boundary: {boundary.state(ctx.study.boundary, found).why}")
     return 0
 
 
@@ -179,8 +207,9 @@ def record(ctx: Context) -> Context:
 
 
 def launch_missing(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], retry_failed: bool,
-                   argv: list[str]) -> int:
-    """Launch the missing runs (or, retrying, the failed ones); 1 if a run waited for failed."""
+                   argv: list[str], report: bool = True) -> int:
+    """Launch the missing runs (or, retrying, the failed ones); 1 if a run failed that the launcher
+    waited for, or that sbatch refused. ``report``: write the study's report at the end."""
     wanted = "failed" if retry_failed else "missing"
     todo = [row for row in rows if row.state == wanted]
     before = status.summary(rows)
@@ -188,27 +217,31 @@ def launch_missing(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], r
         print(f"nothing to submit ({before})")
         if not retry_failed and any(r.state == "failed" for r in rows):
             print("failed runs are rerun with --retry-failed")
-        write_report_if_stale(REPORT_BUILDER, ctx.study.name, ctx.results, ctx.storage, ledger.trials())
+        if report:
+            write_report_if_stale(REPORT_BUILDER, ctx.study.name, ctx.results, ctx.storage, ledger.trials())
         print(f"results: {ctx.results}")
         return 0
     print(f"{ctx.study.name}: launching {len(todo)} {wanted} run(s) on {ctx.cluster} "
           f"(profile {ctx.profile}); before: {before}")
-    if ctx.cluster != "slurm":  # on SLURM the last job to finish writes the report
+    launcher = ctx.launcher
+    if launcher.waits and report:  # otherwise the last job to end writes the report
         import_in_background(REPORT_BUILDER)
+    tracker = launchers.Tracker(ledger, ctx.study.metric, ctx.runs, {row.run.key for row in todo}, launcher.at_once)
     try:
-        failed = submit(ctx, ledger, todo)
+        executor = launcher.executor(Layout(ctx.results).submitit / _stamp(), ctx.resources, ctx.study.name)
+        launcher.launch(executor, todo, Claimer(ctx, ledger, REPORT_BUILDER).claim, tracker)
     except KeyboardInterrupt:  # Ctrl-C reaches the local jobs too: they stop and report FAIL
         print(f"\ninterrupted: stopped runs resume from their checkpoints with --retry-failed; "
               f"runs not started yet with a plain rerun (results: {ctx.results})", file=sys.stderr)
         return 130
-    print(status.table(_rows(ctx, ledger), ctx.study.metric))
-    if ctx.cluster != "slurm":  # on SLURM the last job to finish writes it
+    print(status.table(tracker.rows(), ctx.study.metric))
+    if launcher.waits and report:
         write_report(REPORT_BUILDER, ctx.study.name, ctx.results, ctx.storage)
     print(f"results: {ctx.results}  (ledger: {ctx.storage}; sacred runs: {ctx.results / 'sacred'})")
-    if ctx.cluster == "slurm":
-        again = [a for a in argv if a != "--retry-failed"]
-        print("watch: " + shlex.join(["python", "-m", "studies.run", *again, "--status"]))
-    return 1 if failed else 0
+    hint = launcher.follow_hint(argv)
+    if hint:
+        print(hint)
+    return 1 if tracker.failed else 0
 
 
 def context(args: argparse.Namespace, user_dir: Path | None = None) -> Context:
@@ -227,8 +260,8 @@ def context(args: argparse.Namespace, user_dir: Path | None = None) -> Context:
         errors.append("--data '': give the data set's folder")
     if args.seeds is not None and args.seeds < 1:
         errors.append(f"--seeds {args.seeds}: give a count of at least 1")
-    if args.cluster not in launch.CLUSTERS:  # argparse does not check a default from the environment
-        errors.append(f"${CLUSTER_ENV}={args.cluster}: choose one of {', '.join(launch.CLUSTERS)}")
+    if args.cluster not in launchers.CLUSTERS:  # argparse does not check a default from the environment
+        errors.append(f"${CLUSTER_ENV}={args.cluster}: choose one of {', '.join(launchers.CLUSTERS)}")
     if args.max_parallel is not None and args.max_parallel < 1:
         errors.append(f"--max-parallel {args.max_parallel}: give at least 1")
     launching = not (args.status or args.dry_run or args.print_config)  # the read-only commands write nowhere
@@ -245,6 +278,13 @@ def context(args: argparse.Namespace, user_dir: Path | None = None) -> Context:
         errors.extend(error.lines)
     if errors:
         raise SpecError(errors)
+    if study.boundary:  # its axis: the two ends and every value probed so far
+        if args.seeds is not None and args.seeds % 2 == 0:
+            raise SpecError([f"--seeds {args.seeds}: a boundary study takes the majority of an odd number of "
+                             "seeds (a tie decides nothing); give 1 or 3"])
+        ledger = Ledger.read(storage, study.name)
+        seen = boundary.probed(ledger.trials() if ledger else (), study.boundary.name)
+        study = boundary.study_with_probes(study, (study.boundary.low, study.boundary.high, *seen))
     given = identity.Given(args.profile, settings, args.data or None, args.seeds)
     runs_of = identity.planner(study)
     found = identity.resolve(study, identity.read_plan(Path(results)), given, args.add_runs, runs_of,
@@ -253,112 +293,13 @@ def context(args: argparse.Namespace, user_dir: Path | None = None) -> Context:
     resources = study.resources(found.profile)
     if args.partition:
         resources = dataclasses.replace(resources, partition=args.partition)
-    tasks = resources.world_size if args.cluster == "slurm" else 1  # a local run is one process
+    launcher = launchers.launcher(args.cluster, args.max_parallel or launchers.default_parallelism(resources))
+    tasks = launcher.tasks_per_run(resources)
     problems = plan.data_problems(runs, found.profile, tasks, study.labels_for) if launching else []
     if problems:
         raise SpecError(problems)
-    max_parallel = args.max_parallel or launch.default_parallelism(resources)
-    return Context(study, found.profile, runs, resources, args.cluster, Path(results).absolute(), storage, observers,
-                   max_parallel, found, given, args.add_runs, runs_of)
-
-
-def submit(ctx: Context, ledger: Ledger, todo: list[status.RunStatus]) -> list[str]:
-    """Create each run's attempt in the ledger and launch it; returns the labels that failed
-    (local and debug, which wait for their runs; SLURM returns once the arrays are submitted)."""
-    folder = Layout(ctx.results).submitit / _stamp()
-    ex = launch.executor(ctx.cluster, folder, ctx.resources, ctx.study.name)
-    preparers = [_preparer(ctx, ledger, row) for row in todo]
-    failed: list[str] = []
-    queued = {row.run.key: row.latest.number if row.latest else None for row in todo}
-
-    def submitted(job_spec: JobSpec, job: submitit.Job) -> None:
-        attrs: dict[str, Any] = {"job_id": job.job_id, "submitit_dir": str(job.paths.folder)}
-        if ctx.cluster == "local":
-            attrs.update(liveness.owner_attrs("job", int(job.job_id)))
-            print(f"[{job_spec.label}] submitted: job {job.job_id}, log {job.paths.stdout}", flush=True)
-        elif ctx.cluster == "debug":
-            attrs.update(liveness.owner_attrs("job", os.getpid()))
-        ledger.set_attrs(job_spec.trial, attrs)
-
-    def finished(job_spec: JobSpec, job: submitit.Job) -> None:
-        trial = ledger.trial(job_spec.trial)
-        if trial.state == TrialState.RUNNING:
-            ledger.fail(job_spec.trial, f"job {job.job_id} ended without reporting; see {job.paths.stderr}")
-            trial = ledger.trial(job_spec.trial)
-        if trial.state == TrialState.COMPLETE:
-            print(f"[{job_spec.label}] done: {ctx.study.metric} = {trial.value:.2f}", flush=True)
-        else:
-            failed.append(job_spec.label)
-            error = str(trial.user_attrs.get("error"))
-            log = "" if str(job.paths.stderr) in error else f" (log: {job.paths.stderr})"
-            print(f"[{job_spec.label}] FAILED: {error}{log}", flush=True)
-        print(progress.line(_rows(ctx, ledger), queued, ctx.max_parallel if ctx.cluster == "local" else 1), flush=True)
-
-    if ctx.cluster == "slurm":
-        specs = [job_spec for prepare in preparers if (job_spec := prepare())]
-        try:
-            jobs = launch.submit_slurm(ex, specs)
-        except launch.SubmitError as error:  # sbatch's own words; the refused runs stay missing
-            print(error, file=sys.stderr, flush=True)
-            jobs = error.jobs
-            failed.extend(s.label for s in specs[len(jobs):])
-        for job_spec, job in zip(specs, jobs):
-            submitted(job_spec, job)
-        print(f"submitted {len(jobs)} run(s): job ids {', '.join(j.job_id for j in jobs) or '-'}; logs in {folder}")
-    elif ctx.cluster == "local":
-        launch.run_local(ex, preparers, ctx.max_parallel, submitted, finished)
-    else:
-        for job_spec in filter(None, (prepare() for prepare in preparers)):
-            job = ex.submit(RunJob(job_spec))
-            submitted(job_spec, job)
-            with contextlib.suppress(Exception):  # the job told the ledger; finished() prints it
-                job.results()  # runs it here; the debug executor opens pdb on an error
-            finished(job_spec, job)
-    return failed
-
-
-def _rows(ctx: Context, ledger: Ledger) -> list[status.RunStatus]:
-    """Each run's state now, a RUNNING trial's as its job's (pending, running)."""
-    attempts = ledger.attempts()
-    return status.statuses(ctx.runs, attempts, liveness.job_states(t for ts in attempts.values() for t in ts))
-
-
-def _preparer(ctx: Context, ledger: Ledger, row: status.RunStatus):
-    """A callable that claims the run, creating its next attempt in the ledger, and returns its
-    job's spec; or None, saying so in one line, when the run is not as ``row`` found it any more
-    (another launcher started it meanwhile) or its folder is in training. A retry reuses the run
-    folder of the earlier attempts, so the trainer resumes from it."""
-    run = row.run
-    planned = row.latest.number if row.latest else None
-    layout = Layout(ctx.results)
-    slot_files = slots.slot_files(layout.slots, ctx.max_parallel) if ctx.cluster == "local" else ()
-
-    def prepare() -> JobSpec | None:
-        with claims.launching(ctx.results):
-            attempts = ledger.attempts().get(run.key, [])
-            latest = attempts[-1] if attempts else None
-            if latest is not None and latest.number != planned:
-                owner = latest.user_attrs
-                print(f"[{run.label}] left to its owner: attempt {owner.get('attempt')} was started meanwhile by "
-                      f"launcher pid {owner.get('launcher_pid')} on {owner.get('launcher_host')}", flush=True)
-                return None
-            run_dir = latest.user_attrs["run_dir"] if latest else str(layout.run_dir(run.name))
-            trainer = claims.holder(run_dir)
-            if trainer:
-                print(f"[{run.label}] left to its owner: {run_dir} is being trained by {trainer}", flush=True)
-                return None
-            attempt = 1 + max((t.user_attrs.get("attempt", 0) for t in attempts), default=0)
-            run_id = f"{run.key}-a{attempt}"
-            recorded = Attempt(run_key=run.key, run_id=run_id, attempt=attempt, label=run.label, axes=dict(run.axes),
-                               seed=run.seed, paper=run.paper, profile=ctx.profile, cluster=ctx.cluster,
-                               results_dir=str(ctx.results), run_dir=run_dir, sacred_dir=str(layout.sacred_run(run_id)))
-            number = ledger.new_attempt({**recorded.attrs(), **liveness.owner_attrs("launcher", os.getpid())},
-                                        study=ctx.study, profile=ctx.profile, run=run)
-        return JobSpec(study=ctx.study.name, storage=ctx.storage, trial=number, run_id=run_id, label=run.label,
-                       metric=ctx.study.metric, config=run.config.to_dict(), run_dir=run_dir,
-                       sacred_root=str(layout.sacred), observers=ctx.observers,
-                       threads=ctx.resources.cpus_per_task, slots=slot_files, report_builder=REPORT_BUILDER)
-    return prepare
+    return Context(study, found.profile, runs, resources, launcher, Path(results).absolute(), storage, observers,
+                   found, given, args.add_runs, runs_of)
 
 
 def _stamp() -> str:

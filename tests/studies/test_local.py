@@ -46,15 +46,16 @@ def test_local_study_runs_records_skips_and_retries_only_failures(write_study, t
         attrs = trial.user_attrs
         assert 0 < trial.value <= 100 and trial.value == attrs["knn_top1"]
         assert attrs["attempt"] == 1 and attrs["cluster"] == "local" and attrs["seed"] == 0
+        assert attrs["job_pid"] == int(attrs["job_id"])  # a local job is a process, which liveness asks after
         assert attrs["run_id"] == f"{attrs['run_key']}-a1" and Path(attrs["sacred_dir"]).name == attrs["run_id"]
         assert (Path(attrs["run_dir"]) / "checkpoint.pth").is_file()
         assert trial.intermediate_values == {2: trial.value}
-        run = sacred(trial, "run.json")
-        assert run["status"] == "COMPLETED" and run["result"]["knn_top1"] == trial.value
-        assert run["meta"]["options"]["--id"] == attrs["run_id"]
-        assert run["result"]["gpu_hours"] == 0 and run["result"]["cpu_hours"] > 0
+        record = sacred(trial, "run.json")
+        assert record["status"] == "COMPLETED" and record["result"]["knn_top1"] == trial.value
+        assert record["meta"]["options"]["--id"] == attrs["run_id"]
+        assert record["result"]["gpu_hours"] == 0 and record["result"]["cpu_hours"] > 0
         if subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, check=False).returncode == 0:
-            assert run["experiment"]["repositories"][0]["commit"]
+            assert record["experiment"]["repositories"][0]["commit"]
         config = sacred(trial, "config.json")
         assert config["dino"]["epochs"] == 2 and config["study"]["run_id"] == attrs["run_id"]
         metrics = sacred(trial, "metrics.json")
@@ -187,6 +188,15 @@ def test_debug_cluster_runs_in_process_with_an_sql_ledger(write_study, tmp_path,
     (trial,) = optuna.load_study(study_name="debug", storage=storage).trials
     assert trial.state == TrialState.COMPLETE and trial.user_attrs["job_id"].startswith("DEBUG_")
     assert trial.user_attrs["worker_pid"] == os.getpid()  # the debug executor runs jobs in-process
+    assert trial.user_attrs["job_pid"] == os.getpid()
     assert sacred(trial, "run.json")["status"] == "COMPLETED"
     capsys.readouterr()
     assert main(argv + ["--status"]) == 0 and "1/1 done" in capsys.readouterr().out
+
+
+def test_a_local_dry_run_says_how_many_runs_train_at_once_and_shows_no_sbatch_script(write_study, tmp_path, capsys):
+    path = write_study("dry", axes=[{"name": "m", "key": "loss.center_momentum", "values": [0.9, 0.99]}])
+    assert main([str(path), "--results", str(tmp_path / "results"), "--dry-run", "--max-parallel", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "local: at most 3 run(s) at once, on this machine" and "#SBATCH" not in out
+    assert not (tmp_path / "results").exists()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from studies import launch, plan, spec, status
+from studies import launchers, plan, spec, status
 from studies.job import JobSpec
 from studies.ledger import Ledger
 from studies.run import main
@@ -94,9 +94,10 @@ def test_refused_submission_is_one_line_and_its_runs_stay_missing(slurm_partitio
                      threads=1) for run in runs]
     assert [r.state for r in status.statuses(runs, ledger.attempts())] == ["running", "running"]
     refused = dataclasses.replace(study.resources("tiny"), partition="no_such_partition")
-    ex = launch.executor("slurm", results / "submitit", refused, study.name)
-    with pytest.raises(launch.SubmitError) as error:
-        launch.submit_slurm(ex, specs)
+    slurm = launchers.Slurm()
+    executor = slurm.executor(results / "submitit", refused, study.name)
+    with pytest.raises(launchers.SubmitError) as error:
+        slurm.submit(executor, specs)
     message = str(error.value)  # sbatch's own words, once, on one line
     assert message.startswith("sbatch: error: ") and "no_such_partition" in message and "\n" not in message
     assert error.value.jobs == [] and capsys.readouterr().err == ""

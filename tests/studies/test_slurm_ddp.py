@@ -87,10 +87,10 @@ def settle(argv: list[str], results: Path, name: str):
 
 
 def assert_same_result(trial, reference: dict) -> None:
-    run = sacred(trial, "run.json")
-    assert trial.state == TrialState.COMPLETE and run["status"] == "COMPLETED"
+    record = sacred(trial, "run.json")
+    assert trial.state == TrialState.COMPLETE and record["status"] == "COMPLETED"
     for key in RESULT_KEYS:  # bit for bit: gloo's sum of two ranks does not depend on their order
-        assert trial.user_attrs[key] == run["result"][key] == reference[key], key
+        assert trial.user_attrs[key] == record["result"][key] == reference[key], key
 
 
 def test_two_tasks_train_one_ddp_run_as_torchrun_does(slurm_partition, torchrun_result, tmp_path, capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.profiles import PROFILES
-from studies import launch, plan, spec
+from studies import plan, sbatch, spec
 from studies.run import main
 
 M_AXIS = {"name": "m", "key": "loss.center_momentum", "values": [0.9, 0.99]}
@@ -124,8 +124,8 @@ def test_set_seeds_and_data_reach_every_run(tmp_path):
 
 
 def test_array_chunks_at_max_array_size():
-    assert [len(c) for c in launch.chunks(list(range(2500)), 1001)] == [1001, 1001, 498]
-    assert [len(c) for c in launch.chunks(list(range(3)), None)] == [3]
+    assert [len(c) for c in sbatch.chunks(list(range(2500)), 1001)] == [1001, 1001, 498]
+    assert [len(c) for c in sbatch.chunks(list(range(3)), None)] == [3]
 
 
 BAD_STUDIES = [
