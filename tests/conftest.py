@@ -13,6 +13,18 @@ from tests.helpers import MICRO_SET
 
 SLURM_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "slurm"
 
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """The suite runs on two pytest-xdist workers (``-n 2 --dist loadgroup``, pyproject.toml):
+    each module's tests on one worker, so that a module's fixture (a real study, run once for its
+    tests) runs once; and every SLURM test on the same worker, the one that starts the local SLURM
+    for its session and stops it at its end."""
+    for item in items:
+        group = "slurm" if item.get_closest_marker("slurm") else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture
 def write_study(tmp_path):
     """``write_study(name, axes, set=..., resources=..., **top_level)`` -> path of a study file
