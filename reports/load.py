@@ -27,7 +27,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial
 
 from core.collapse import CollapseRule, is_collapsed
-from studies.layout import PLAN, Layout
+from studies.layout import PLAN, Attempt, Layout
 from studies.ledger import STATE_NAMES, Ledger
 from studies.spec import flatten
 
@@ -157,19 +157,18 @@ def load_study(results_dir: str | Path, storage: str | None = None,
     planned = {run["key"] for run in plan["runs"]}
     latest = {}
     for trial in trials:
-        key, attempt = trial.user_attrs.get("run_key"), trial.user_attrs.get("attempt", 0)
-        latest[key] = max(latest.get(key, 0), attempt)
+        recorded = Attempt.of(trial)
+        latest[recorded.run_key] = max(latest.get(recorded.run_key, 0), recorded.attempt)
     rows, metric_frames, configs = [], [], {}
     for trial in sorted(trials, key=lambda t: t.number):
-        attrs = trial.user_attrs
-        record = _sacred_record(results, attrs)
-        metrics = _metrics_frame(attrs, record["metrics"])
+        attempt = Attempt.of(trial)
+        record = _sacred_record(results, attempt)
+        metrics = _metrics_frame(attempt, record["metrics"])
         metric_frames.append(metrics)
         if record["config"]:
-            configs[attrs["run_key"]] = flatten(record["config"]["dino"])
-        rows.append(_attempt_row(plan, trial, record, metrics, configs.get(attrs["run_key"], {}), rule,
-                                 planned=attrs.get("run_key") in planned,
-                                 latest=attrs.get("attempt", 0) == latest[attrs.get("run_key")]))
+            configs[attempt.run_key] = flatten(record["config"]["dino"])
+        rows.append(_attempt_row(plan, trial, record, metrics, configs.get(attempt.run_key, {}), rule,
+                                 planned=attempt.run_key in planned, latest=attempt.attempt == latest[attempt.run_key]))
     runs = pd.DataFrame(rows, columns=_columns(plan)).astype(_RUN_DTYPES)  # typed also without any attempt
     settings = [setting_label(plan["axes"], point) for point in grid(plan["axes"])]
     runs["setting"] = pd.Categorical(runs["setting"], categories=settings, ordered=True)
@@ -234,19 +233,19 @@ def _trials(results: Path, plan: dict[str, Any], storage: str | None) -> list[Fr
         ledger = Ledger.load(url, plan["study"])
     except KeyError as error:
         raise ReportError(f"{url}: holds no study named {plan['study']!r}") from error
-    return [t for t in ledger.trials() if t.user_attrs.get("run_key")]
+    return [t for t in ledger.trials() if Attempt.of(t).run_key]
 
 
-def _sacred_record(results: Path, attrs: Mapping[str, Any]) -> dict[str, Any]:
+def _sacred_record(results: Path, attempt: Attempt) -> dict[str, Any]:
     """The attempt's sacred files (None where missing: a job that never started has none)."""
-    folder = Layout(results).sacred_run(str(attrs.get("run_id")))
-    if not folder.is_dir() and attrs.get("sacred_dir"):
-        folder = Path(attrs["sacred_dir"])
+    folder = Layout(results).sacred_run(str(attempt.run_id))
+    if not folder.is_dir() and attempt.sacred_dir:
+        folder = Path(attempt.sacred_dir)
     return {"folder": folder, **{name: _read_json(folder / f"{name}.json")
                                  for name in ("run", "config", "info", "metrics")}}
 
 
-def _metrics_frame(attrs: Mapping[str, Any], metrics: Mapping[str, Any] | None) -> pd.DataFrame:
+def _metrics_frame(attempt: Attempt, metrics: Mapping[str, Any] | None) -> pd.DataFrame:
     parts = []
     for name, series in (metrics or {}).items():
         kind, _, metric = name.partition(".")
@@ -257,9 +256,9 @@ def _metrics_frame(attrs: Mapping[str, Any], metrics: Mapping[str, Any] | None) 
     if not parts:  # failed before its first metric, or not started: no sacred metrics at all
         return _no_metrics()
     frame = pd.concat(parts, ignore_index=True).drop_duplicates(["kind", "metric", "step"], keep="last")
-    frame.insert(0, "run_key", attrs.get("run_key"))
-    frame.insert(1, "run_id", attrs.get("run_id"))
-    frame.insert(2, "attempt", attrs.get("attempt", 0))
+    frame.insert(0, "run_key", attempt.run_key)
+    frame.insert(1, "run_id", attempt.run_id)
+    frame.insert(2, "attempt", attempt.attempt)
     return frame[METRIC_COLUMNS].astype(METRIC_DTYPES).reset_index(drop=True)
 
 
@@ -316,13 +315,14 @@ def _attempt_row(plan: dict[str, Any], trial: FrozenTrial, record: dict[str, Any
     stopped = _number(recorded.get("stopped_epoch"))
     start, stop = _times(trial, info, run)
     repos = run.get("experiment", {}).get("repositories") or [{}]
-    axes = attrs.get("axes", {})
+    attempt = Attempt.of(trial)
+    axes = attempt.axes
     return {
-        "study": plan["study"], "run_key": attrs.get("run_key"), "run_id": attrs.get("run_id"),
-        "trial": trial.number, "attempt": attrs.get("attempt", 0), "label": attrs.get("label"),
+        "study": plan["study"], "run_key": attempt.run_key, "run_id": attempt.run_id,
+        "trial": trial.number, "attempt": attempt.attempt, "label": attempt.label,
         "setting": setting_label(plan["axes"], axes) if all(a["name"] in axes for a in plan["axes"]) else None,
         **{f"axis.{a['name']}": axes.get(a["name"]) for a in plan["axes"]},
-        "seed": attrs.get("seed"), "state": state, "planned": planned, "latest": latest, "superseded": not latest,
+        "seed": attempt.seed, "state": state, "planned": planned, "latest": latest, "superseded": not latest,
         "counted": planned and latest and completed and math.isfinite(final["knn_top1"]),
         **final, "out_dim": out_dim or None, "ln_k": math.log(out_dim) if out_dim > 1 else math.nan,
         "collapse": collapse, "collapsed": is_collapsed(collapse), "collapse_recorded": isinstance(own, str),
@@ -332,7 +332,7 @@ def _attempt_row(plan: dict[str, Any], trial: FrozenTrial, record: dict[str, Any
         "start": start, "stop": stop, "host": run.get("host", {}).get("hostname"), "job_id": attrs.get("job_id"),
         "git_commit": repos[0].get("commit"), "git_dirty": repos[0].get("dirty"), **_software(info),
         "error": attrs.get("error"),
-        "paper": attrs.get("paper"), "sacred_dir": str(record["folder"]), "run_dir": attrs.get("run_dir"),
+        "paper": attempt.paper, "sacred_dir": str(record["folder"]), "run_dir": attempt.run_dir,
     }
 
 

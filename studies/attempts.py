@@ -53,12 +53,12 @@ class Claimer:
             print(f"[{run.label}] left to its owner: attempt {owner.get('attempt')} was started meanwhile by "
                   f"launcher pid {owner.get('launcher_pid')} on {owner.get('launcher_host')}", flush=True)
             return None
-        run_dir = latest.user_attrs["run_dir"] if latest else str(self.layout.run_dir(run.name))
+        run_dir = Attempt.of(latest).run_dir if latest else str(self.layout.run_dir(run.name))
         trainer = claims.holder(run_dir)
         if trainer:
             print(f"[{run.label}] left to its owner: {run_dir} is being trained by {trainer}", flush=True)
             return None
-        attempt = 1 + max((t.user_attrs.get("attempt", 0) for t in attempts), default=0)
+        attempt = 1 + max((Attempt.of(t).attempt for t in attempts), default=0)
         run_id = f"{run.key}-a{attempt}"
         recorded = Attempt(run_key=run.key, run_id=run_id, attempt=attempt, label=run.label, axes=dict(run.axes),
                            seed=run.seed, paper=run.paper, profile=ctx.profile, cluster=ctx.cluster,

@@ -44,6 +44,7 @@ from optuna.trial import FrozenTrial
 from core.collapse import NONE, is_collapsed
 from studies import status
 from studies.axes import Boundary, value_label
+from studies.layout import Attempt
 from studies.ledger import Ledger
 from studies.plan import Run
 from studies.spec import Study
@@ -79,7 +80,7 @@ def study_with_probes(study: Study, values: Iterable[float]) -> Study:
 
 def probed(trials: Iterable[FrozenTrial], name: str) -> tuple[float, ...]:
     """The values of axis ``name`` that the ledger's trials were launched at, in increasing order."""
-    return tuple(sorted({float(t.user_attrs["axes"][name]) for t in trials if name in t.user_attrs.get("axes", {})}))
+    return tuple(sorted({float(axes[name]) for t in trials if name in (axes := Attempt.of(t).axes)}))
 
 
 def recorded(rows: Iterable[status.RunStatus], name: str) -> list[Recorded]:

@@ -73,9 +73,12 @@ attempt whose job was killed stays RUNNING.
 from __future__ import annotations
 
 import dataclasses
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
+
+from optuna.trial import FrozenTrial
 
 JOURNAL = "ledger.journal"
 PLAN = "study.json"
@@ -134,9 +137,9 @@ class Layout:
 @dataclass(frozen=True)
 class Attempt:
     """What the launcher records on a trial when it creates one attempt of a run (optuna user
-    attributes). Later writers add ``job_id``, the owners' ``<role>_host/_pid/_pid_start``
-    (``studies.liveness``), and at the end the result or ``error``; readers take what they need
-    with ``user_attrs.get``, since trials written by older versions may lack an attribute."""
+    attributes), written with ``attrs`` and read back with ``Attempt.of(trial)``. Later writers
+    add ``job_id``, the owners' ``<role>_host/_pid/_pid_start`` (``studies.liveness``), and at
+    the end the result or ``error``, which their readers take from the trial itself."""
 
     run_key: str
     run_id: str
@@ -153,3 +156,15 @@ class Attempt:
 
     def attrs(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "axes": dict(self.axes)}
+
+    @classmethod
+    def of(cls, trial: FrozenTrial) -> Attempt:
+        """The attempt ``trial`` records. What a trial lacks reads as not written: None, or attempt
+        0 and no axes (a trial of an older version; a submission sbatch refused, withdrawn with its
+        run key set to None, belongs to no run)."""
+        attrs = trial.user_attrs
+        return cls(**{name: attrs.get(name, empty) for name, empty in _NOT_WRITTEN.items()})
+
+
+_NOT_WRITTEN: dict[str, Any] = {**dict.fromkeys(f.name for f in dataclasses.fields(Attempt)), "attempt": 0,
+                                 "axes": types.MappingProxyType({})}

@@ -30,7 +30,7 @@ from studies import boundary, catalog, claims, identity, launchers, liveness, pl
 from studies.attempts import Claimer
 from studies.autoreport import import_in_background, write_report, write_report_if_stale
 from studies.dryrun import dry_run, print_config
-from studies.layout import Layout
+from studies.layout import Attempt, Layout
 from studies.ledger import Ledger, storage_problem
 from studies.record import observer_options
 from studies.spec import Resources, SpecError, Study
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     for trial in trials:
         job = jobs.get(trial.number)
         if job and job.state == "dead" and ledger.fail(trial.number, job.reason):
-            print(f"marked failed: {trial.user_attrs.get('label')} (trial {trial.number}): {job.reason}")
+            print(f"marked failed: {Attempt.of(trial).label} (trial {trial.number}): {job.reason}")
     rows = status.statuses(ctx.runs, ledger.attempts(), jobs)
     if ctx.study.boundary:
         return search_boundary(ctx, ledger, rows, args.retry_failed, argv)
@@ -183,7 +183,7 @@ def show_status(ctx: Context) -> int:
     for trials in attempts.values():
         for trial in trials:
             if trial.number in jobs and jobs[trial.number].state == "dead":
-                print(f"marked failed: {trial.user_attrs.get('label')} (trial {trial.number}): "
+                print(f"marked failed: {Attempt.of(trial).label} (trial {trial.number}): "
                       f"{jobs[trial.number].reason} (recorded in the ledger by the next launch)")
     rows = status.statuses(ctx.runs, attempts, jobs)
     print(status.table(rows, ctx.study.metric))
