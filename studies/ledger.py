@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Collection, Iterator, Mapping
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -33,6 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from core import cli
 from studies import journal, params
+from studies.layout import Attempt
 from studies.plan import Run
 from studies.spec import SpecError, Study
 
@@ -147,9 +149,16 @@ class Ledger:
             return None
 
     # -- reading ----------------------------------------------------------------------------------
-    def trials(self) -> list[FrozenTrial]:
+    def trials(self, attrs: Collection[str] | None = None) -> list[FrozenTrial]:
+        """Every trial, oldest first. Given ``attrs``, the user attributes a reader takes, a
+        database gives each trial with its number, state and value and those attributes alone:
+        optuna would read every row of every trial (at 10,000 trials, 430,000 rows: their params,
+        intermediate values and 36 attributes each), 4.8 s of the 7 s ``--status`` took. A
+        journal has replayed its trials whole anyway, and gives them so."""
         with _collection_paused():
-            return self.study.get_trials(deepcopy=False)
+            if attrs is None or not isinstance(self._opened, RDBStorage):
+                return self.study.get_trials(deepcopy=False)
+            return _rdb_trials(self._opened, self.study_id, attrs)
 
     def any_running(self) -> bool:
         """Whether an attempt is still RUNNING, at a cost that does not grow with the study. A
@@ -169,15 +178,15 @@ class Ledger:
     def trial(self, number: int) -> FrozenTrial:
         return self.storage.get_trial(self._trial_id(number))
 
-    def attempts(self) -> dict[str, list[FrozenTrial]]:
-        """Run key -> its trials, oldest attempt first."""
+    def attempts(self, attrs: Collection[str] | None = None) -> dict[str, list[FrozenTrial]]:
+        """Run key -> its trials, oldest attempt first (``attrs``: as ``trials`` takes them)."""
         found: dict[str, list[FrozenTrial]] = {}
-        for trial in self.trials():
-            key = trial.user_attrs.get("run_key")
+        for trial in self.trials(attrs):
+            key = Attempt.of(trial).run_key
             if key:
                 found.setdefault(key, []).append(trial)
         for trials in found.values():
-            trials.sort(key=lambda t: t.user_attrs.get("attempt", 0))
+            trials.sort(key=lambda t: Attempt.of(t).attempt)
         return found
 
     # -- writing ----------------------------------------------------------------------------------
@@ -233,3 +242,34 @@ class Ledger:
 
     def _trial_id(self, number: int) -> int:
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+
+
+def _rdb_trials(storage: RDBStorage, study_id: int, attrs: Collection[str]) -> list[FrozenTrial]:
+    """``Ledger.trials(attrs)`` on a database, from optuna's own tables (models as in
+    ``Ledger.any_running``; values and attributes decoded as its storage decodes them). The
+    states are read first: a trial that finishes meanwhile shows as the RUNNING it was, with
+    what its job wrote since, as it would if its job were asked about after a whole read."""
+    from optuna.storages._rdb.models import TrialModel, TrialUserAttributeModel, TrialValueModel
+    from sqlalchemy import select
+
+    in_study = select(TrialModel.trial_id).where(TrialModel.study_id == study_id)
+    with storage.engine.connect() as connection:
+        trials = connection.execute(select(TrialModel.trial_id, TrialModel.number, TrialModel.state)
+                                    .where(TrialModel.study_id == study_id).order_by(TrialModel.trial_id)).all()
+        stored = connection.execute(select(TrialValueModel.trial_id, TrialValueModel.value, TrialValueModel.value_type)
+                                    .where(TrialValueModel.trial_id.in_(in_study))
+                                    .order_by(TrialValueModel.trial_id, TrialValueModel.objective)).all()
+        found = connection.execute(select(TrialUserAttributeModel.trial_id, TrialUserAttributeModel.key,
+                                          TrialUserAttributeModel.value_json)
+                                   .where(TrialUserAttributeModel.trial_id.in_(in_study),
+                                          TrialUserAttributeModel.key.in_(list(attrs)))).all()
+    values: dict[int, list[float]] = {}
+    for trial_id, value, kind in stored:
+        values.setdefault(trial_id, []).append(TrialValueModel.stored_repr_to_value(value, kind))
+    user_attrs: dict[int, dict[str, Any]] = {}
+    for trial_id, key, value_json in found:
+        user_attrs.setdefault(trial_id, {})[key] = json.loads(value_json)
+    return [FrozenTrial(number=number, state=state, value=None, values=values.get(trial_id), datetime_start=None,
+                        datetime_complete=None, params={}, distributions={}, user_attrs=user_attrs.get(trial_id, {}),
+                        system_attrs={}, intermediate_values={}, trial_id=trial_id)
+            for trial_id, number, state in trials]
