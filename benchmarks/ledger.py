@@ -11,7 +11,9 @@ figure is timed as the real commands take it: planning (``plan.expand``, in this
 included), and what one job does to the ledger (``Ledger.load``, read its trial, ``set_attrs``,
 ``report``, ``complete``, and the end-of-job "is anything still running?" check a SLURM job makes
 before it writes the report), on a few RUNNING trials, each from a fresh storage as a new job
-opens it. The dry run does not read the ledger, so it is timed once.
+opens it. The dry run does not read the ledger, so it is timed once. The two ``--status`` tables
+are compared (by digest): a database is asked only for the attributes the table shows
+(``Ledger.trials``), a journal gives whole trials, and both must print the same.
 
 The journal is written as one append of optuna's own entries (an fsync per entry would take
 minutes and measure the disk), then given the snapshot that its writers, the launcher and the
@@ -21,6 +23,7 @@ have written one by one.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import statistics
 import subprocess
@@ -203,6 +206,7 @@ def _command(args: list[str], repo: Path, timeout: float) -> dict[str, Any]:
         out["error"] = (proc.stderr or proc.stdout).strip()[-600:]
     else:
         out["summary"] = next((line for line in proc.stdout.splitlines() if line.startswith("progress:")), "")
+        out["digest"] = hashlib.sha256(proc.stdout.encode()).hexdigest()[:16]  # to compare with the other storage's
     return out
 
 
@@ -263,4 +267,7 @@ def ledger_report(r: dict[str, Any]) -> str:
         rows.append(cells + [str(s["loadavg"][0])])
     lines.append(_table(["storage", "size", "write s", f"--status s (<{t['status']:g})", "job: load s", "read s",
                          "write s", "report check s", f"job s (<{t['job']:g})", "load"], rows))
+    tables = [s["status"].get("digest") for s in r["storages"].values()]
+    if None not in tables:  # each command printed its table (results saved before digests hold none)
+        lines.append(f"--status: {'the same table' if len(set(tables)) == 1 else 'DIFFERENT tables'} from each storage")
     return "\n".join(lines)

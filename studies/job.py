@@ -18,16 +18,18 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import submitit
 from optuna.trial import TrialState
-from sacred import Experiment
 
 from core.config import DINOConfig
-from studies import claims, liveness, record, slots
+from studies import claims, liveness, slots
 from studies.autoreport import write_report_if_finished
 from studies.ledger import Ledger
+
+if TYPE_CHECKING:  # sacred (0.4 s to import) is loaded where a job records, not by every importer of RunJob
+    from sacred import Experiment
 
 # The callback (kind, name) a metric of core.train's result is reported from as it trains.
 _INTERMEDIATE = {"knn_top1": ("knn", "top1"), "knn_top5": ("knn", "top5"),
@@ -76,6 +78,7 @@ class RunJob(submitit.helpers.Checkpointable):
         import torch  # here, not at the top: the launcher never loads torch (nor the slot waits)
 
         from core.train import train  # the slow imports, done before waiting for a slot
+        from studies import record
 
         torch.set_num_threads(self.spec.threads)
         spec, env = self.spec, submitit.JobEnvironment()
@@ -97,6 +100,8 @@ class RunJob(submitit.helpers.Checkpointable):
 
     def _attempt(self, train: Callable[..., dict[str, float]], config: DINOConfig,
                  experiment: Experiment) -> dict[str, Any] | None:
+        from studies import record
+
         started = time.time()
         spec, env = self.spec, submitit.JobEnvironment()
         ledger = Ledger.load(spec.storage, spec.study)

@@ -152,9 +152,10 @@ class Ledger:
     def trials(self, attrs: Collection[str] | None = None) -> list[FrozenTrial]:
         """Every trial, oldest first. Given ``attrs``, the user attributes a reader takes, a
         database gives each trial with its number, state and value and those attributes alone:
-        optuna would read every row of every trial (at 10,000 trials, 430,000 rows: their params,
-        intermediate values and 36 attributes each), 4.8 s of the 7 s ``--status`` took. A
-        journal has replayed its trials whole anyway, and gives them so."""
+        optuna would read every row of every trial, their params, intermediate values and 36
+        attributes each (at 10,000 trials, 430,000 rows: 5.3 s, against 0.45 s for the 16
+        attributes of ``--status``). A journal has replayed its trials whole anyway, and gives
+        them so."""
         with _collection_paused():
             if attrs is None or not isinstance(self._opened, RDBStorage):
                 return self.study.get_trials(deepcopy=False)
