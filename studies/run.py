@@ -32,7 +32,6 @@ from studies.autoreport import import_in_background, write_report, write_report_
 from studies.dryrun import dry_run, print_config
 from studies.layout import Attempt, Layout
 from studies.ledger import Ledger, storage_problem
-from studies.record import observer_options
 from studies.spec import Resources, SpecError, Study
 
 CLUSTER_ENV = "STUDIES_CLUSTER"
@@ -281,10 +280,12 @@ def context(args: argparse.Namespace, user_dir: Path | None = None) -> Context:
         problems.append(storage_problem(storage, launching))
     errors.extend(p for p in problems if p)
     observers: dict[str, str] = {}
-    try:
-        observers = observer_options(args.observer)
-    except SpecError as error:
-        errors.extend(error.lines)
+    if args.observer:  # checked against sacred's own options: sacred (about 1 s) is imported only then
+        from studies.record import observer_options
+        try:
+            observers = observer_options(args.observer)
+        except SpecError as error:
+            errors.extend(error.lines)
     if errors:
         raise SpecError(errors)
     if study.boundary:  # its axis: the two ends and every value probed so far

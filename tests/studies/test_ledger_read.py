@@ -162,3 +162,14 @@ def test_a_boundary_verdict_reads_the_same_from_either_storage(tmp_path, capsys)
     shown = _status(capsys, path, tmp_path / "results", database)
     assert shown == _status(capsys, path, tmp_path / "results", journal)
     assert shown.splitlines()[-1].startswith("boundary: bracket [0.18, 0.42]")
+
+
+def test_the_read_only_commands_never_import_sacred(tmp_path):
+    """sacred costs about a second to import; only a run that records, or an --observer to check
+    against sacred's own options, needs it."""
+    script = ("import sys\nfrom studies.run import main\n"
+              f"code = main(['centering_momentum', '--dry-run', '--results', {str(tmp_path / 'r')!r}])\n"
+              "assert code == 0, code\nprint(sorted(m for m in sys.modules if m.split('.')[0] == 'sacred'))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
