@@ -26,7 +26,7 @@ from core.data import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("peak", "train", "knn", "study", "gpu", "loader")
+SECTIONS = ("peak", "train", "ops", "knn", "study", "gpu", "loader")
 OPT_IN = ("learn", "ledger")  # only when named in --only: whole trainings; a 10,000-run ledger (minutes)
 VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {"precision": "fp32", "compile": False},  # the reference point of every speed-up
@@ -34,10 +34,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fp16": {"precision": "fp16", "compile": False},
     "bf16+compile": {"precision": "bf16", "compile": True},
     "fp32+compile": {"precision": "fp32", "compile": True},
-    # bf16 as the trainer ran it before attention was kept in fp32 on CPU (core.model.float32_attention)
-    "bf16/bf16-attention": {"precision": "bf16", "compile": False},
+    # bf16 with timm's own attention (torch's fused kernel, in bf16) instead of core.model.fp32_softmax_attention
+    "bf16/fused-attention": {"precision": "bf16", "compile": False},
 }
-BF16_ATTENTION = {"bf16/bf16-attention"}
+BF16_ATTENTION = {"bf16/fused-attention"}
 # Micro shapes for --quick: every code path, a fraction of the time.
 # The micro profile's model (not its patch size: patch 8 would give vits16_imagenet 4x the tokens).
 QUICK_SHAPES = {**{k: v for k, v in profiles.load("micro").own.items()

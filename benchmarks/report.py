@@ -8,6 +8,7 @@ from benchmarks.gpu import gpu_report
 from benchmarks.ledger import ledger_report
 from benchmarks.loader import loader_report
 from benchmarks.measure import _table
+from benchmarks.ops import ops_report
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -71,6 +72,8 @@ def report(results: dict[str, Any]) -> str:
                           "breakdown ms", "peak mem", "step +mem", "1st step s", "load (rounds)"], rows)]
         shapes = {r["label"]: r["shape"] for r in results["train"]}
         parts += [f"  {label}: {shape}" for label, shape in shapes.items()]
+    if results.get("ops"):
+        parts += ["", ops_report(results["ops"])]
     for key in ("knn", "knn_cuda"):
         if results.get(key):
             parts += ["", f"[{key}]", _knn_report(results[key])]

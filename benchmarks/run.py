@@ -11,6 +11,9 @@ Every figure is measured in this one invocation, on this machine, and written to
   a per-phase breakdown (timed through the step's timer hook), FLOPs counted with
   ``torch.utils.flop_counter.FlopCounterMode``, model FLOP utilisation against the peak of the
   precision used, and peak memory of one step (RSS on CPU, allocated bytes on GPU);
+- ``ops``: where the step's time goes, per kind of operator (matmuls and the GFLOP/s they reach,
+  attention, casts, layer norms, activations, optimizer), plain fp32 beside the profile's own
+  variant, from ``torch.profiler`` (``benchmarks/ops.py``);
 - ``knn``: feature extraction rate of the teacher backbone on eval views, classification time
   of 60k x 10k random features, and peak memory against ``eval.chunk_size``;
 - ``study``: wall time of ``python -m studies.run`` for N short runs (12 by default) minus the
@@ -60,6 +63,7 @@ from benchmarks.gpu import bench_gpu
 from benchmarks.learn import bench_learn
 from benchmarks.ledger import FULL_RUNS, bench_ledger
 from benchmarks.loader import bench_loader
+from benchmarks.ops import bench_ops
 from benchmarks.measure import (
     OPT_IN,
     QUICK_SHAPES,
@@ -93,7 +97,7 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     cli.add_set(p, "override a value of the CPU profile, e.g. --set backbone.patch_size=8")
     p.add_argument("--variants", default=None,
                    help="CPU speed variants, plain first (default: plain,bf16,bf16+compile,fp32+compile,"
-                        "bf16/bf16-attention; quick: plain,bf16,bf16+compile)")
+                        "bf16/fused-attention; quick: plain,bf16,bf16+compile)")
     p.add_argument("--gpu-batches", default="64,128", help="ViT-S/16 batch sizes per GPU of the gpu section")
     p.add_argument("--iters", type=int, default=None, help="timed rounds (default 10; quick 2)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps per variant (default 2; quick 1)")
@@ -111,7 +115,7 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.only) - set(SECTIONS + OPT_IN))
     if unknown:
         p.error(f"--only: unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS + OPT_IN)}")
-    if "train" in args.only and "peak" not in args.only:
+    if {"train", "ops"} & set(args.only) and "peak" not in args.only:
         args.only.append("peak")  # utilisation needs the peak of the same run
     for option in ("iters", "study_runs", "ledger_runs", "learn_seeds"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
@@ -120,7 +124,7 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     args.iters = args.iters or (2 if quick else 10)
     args.warmup = max(1, args.warmup if args.warmup is not None else (1 if quick else 2))
     args.variants = (args.variants.split(",") if args.variants else
-                     ["plain", "bf16", "bf16+compile"] + ([] if quick else ["fp32+compile", "bf16/bf16-attention"]))
+                     ["plain", "bf16", "bf16+compile"] + ([] if quick else ["fp32+compile", "bf16/fused-attention"]))
     bad = [v for v in args.variants if v not in VARIANTS]
     if bad or args.variants[0] != "plain":
         p.error(f"--variants must start with plain and name only {', '.join(VARIANTS)}")
@@ -164,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cpu = torch.device("cpu")
     gpu = torch.device("cuda", 0) if cuda else None
-    peak_precisions = {"cpu": sorted({VARIANTS[v]["precision"] for v in variants}),
+    peak_precisions = {"cpu": sorted({VARIANTS[v]["precision"] for v in variants} | {cpu_config.precision}),
                        "cuda": ["fp32", "bf16", "fp16"]}
 
     def measure_peaks() -> dict[str, dict[str, dict]]:
@@ -196,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
             r["peak_flops_per_s"] = peak["flops_per_s"]
             r["mfu"] = r["step_flops"] / r["s_per_iter"] / peak["flops_per_s"]
             r["mfu_best"] = r["step_flops"] / r["s_per_iter_min"] / peak["flops_per_s"]
+
+    if "ops" in only:
+        peaks = {prec: v["flops_per_s"] for prec, v in results["peak"]["cpu"].items()}
+        results["ops"] = bench_ops(cpu_config, cpu, warmup, iters, peaks)
 
     if "knn" in only:
         # eval runs in the run's precision: plain fp32 and the profile's own

@@ -24,7 +24,7 @@ from benchmarks.measure import (
 from core.config import DINOConfig
 from core.data import DataSplits
 from core.distributed import DistEnv
-from core.model import float32_attention
+from core.model import fp32_softmax_attention
 from core.train import PHASES, Trainer
 
 
@@ -36,8 +36,8 @@ class _Timed:
         self.name, self.config, self.env = name, config, env
         self.run = Trainer(config, data, env)
         if name in BF16_ATTENTION:  # timm's own attention forward, all of it under autocast
-            float32_attention(self.run.student_module, enabled=False)
-            float32_attention(self.run.teacher, enabled=False)
+            fp32_softmax_attention(self.run.student_module, enabled=False)
+            fp32_softmax_attention(self.run.teacher, enabled=False)
         self.run.student.train()
         self.epoch = config.epochs - 1  # past any warm-up or frozen last layer: a typical step
         self.count = 0

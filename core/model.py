@@ -97,15 +97,20 @@ def _init_linear(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-_ATTENTION_PARTS = ("qkv", "q_norm", "k_norm", "attn_drop", "norm", "proj", "proj_drop", "num_heads", "head_dim")
+_ATTENTION_PARTS = ("qkv", "q_norm", "k_norm", "attn_drop", "norm", "proj", "proj_drop", "num_heads", "head_dim",
+                    "scale")
 
 
-def float32_attention(model: nn.Module, enabled: bool = True) -> int:
-    """Compute the scaled-dot-product attention of every timm ``Attention`` in ``model`` in fp32
-    while an autocast region runs the rest (the qkv and output projections) in bf16/fp16.
+def fp32_softmax_attention(model: nn.Module, enabled: bool = True) -> int:
+    """Compute the attention of every timm ``Attention`` in ``model`` as the reference code does
+    under GPU autocast while an autocast region runs: both matmuls (q k^T and the weights times v)
+    in the autocast dtype, the softmax in fp32.
 
-    On CPU, torch's fused attention kernel is several times slower in bf16 than in fp32 at the
-    short sequences of small crops (17 or 5 tokens), and in fp32 it is also the more exact one.
+    On CPU, at the short sequences of small crops (17 or 5 tokens), torch's fused attention kernel
+    is several times slower in bf16 than in fp32, and in fp32 it needs q, k and v cast up and the
+    output cast back, forward and backward: 14 % of the tiny bf16 step went to those casts and
+    21 % to the fp32 kernel (``python -m benchmarks.run --only ops``). Two small bf16 matmuls and
+    a softmax on the 17 x 17 scores cost less on every CPU whose bf16 matmuls are fast.
     Outside autocast the module's own forward runs unchanged. Returns how many modules it changed;
     ``enabled=False`` restores timm's forward. Modules of an unexpected shape are left alone.
     """
@@ -115,24 +120,22 @@ def float32_attention(model: nn.Module, enabled: bool = True) -> int:
                 and getattr(module, "gate", None) is None):
             continue
         if enabled:
-            module.forward = types.MethodType(_float32_attention_forward, module)
+            module.forward = types.MethodType(_fp32_softmax_attention_forward, module)
         elif "forward" in module.__dict__:
             del module.forward
         changed += 1
     return changed
 
 
-def _float32_attention_forward(self, x: Tensor, attn_mask: Tensor | None = None,
-                               is_causal: bool = False) -> Tensor:
-    if not (self.fused_attn and torch.is_autocast_enabled(x.device.type)):
+def _fp32_softmax_attention_forward(self, x: Tensor, attn_mask: Tensor | None = None,
+                                    is_causal: bool = False) -> Tensor:
+    if attn_mask is not None or is_causal or not torch.is_autocast_enabled(x.device.type):
         return type(self).forward(self, x, attn_mask, is_causal)
     batch, tokens, _ = x.shape
-    # cast once while qkv is contiguous (strided casts of q, k and v separately cost more)
-    qkv = self.qkv(x).float().reshape(batch, tokens, 3, self.num_heads, self.head_dim)
+    qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim)
     q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
     q, k = self.q_norm(q), self.k_norm(k)
-    with torch.autocast(x.device.type, enabled=False):
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
-                                             dropout_p=self.attn_drop.p if self.training else 0.0)
-    out = self.norm(out.transpose(1, 2).reshape(batch, tokens, -1))
-    return self.proj_drop(self.proj(out))  # the projection casts back under autocast
+    scores = (q * self.scale) @ k.transpose(-2, -1)
+    weights = self.attn_drop(scores.float().softmax(dim=-1).to(v.dtype))
+    out = self.norm((weights @ v).transpose(1, 2).reshape(batch, tokens, -1))
+    return self.proj_drop(self.proj(out))

@@ -65,6 +65,17 @@ def test_quick_benchmark_writes_every_figure(tmp_path):
         assert len(r["loadavg"]) == 3
     assert train[0]["flops_by_phase"]["backward"] > train[0]["flops_by_phase"]["student_forward"] > 0
 
+    ops = results["ops"]["variants"]
+    assert list(ops) == ["plain", "bf16 (profile)"]
+    for v in ops.values():
+        assert all(ms >= 0 for ms in v["by_kind_ms"].values())
+        assert v["total_ms"] == pytest.approx(sum(v["by_kind_ms"].values()))
+        assert v["by_kind_ms"]["matmul"] > 0 and _positive(v["matmul_flops_per_s"])
+        assert v["ops"] and all(o["op"].startswith("aten::") for o in v["ops"])
+    # the same linear layers in both; the profile's attention adds its two matmuls (q k^T, weights v)
+    assert ops["bf16 (profile)"]["matmul_flops_per_step"] > ops["plain"]["matmul_flops_per_step"] > 0
+    assert "where the step's time goes" in proc.stdout
+
     knn = results["knn"]
     assert knn["extraction"][0]["variant"] == "plain"
     assert all(_positive(e["images_per_s"]) for e in knn["extraction"])

@@ -1,13 +1,14 @@
 """The trainer pieces the benchmark relies on and the speed changes it measured: the step's timer
-hook, fp32 attention under autocast on CPU, multi-tensor gradient clipping."""
+hook, the reference's attention precision (fp32 softmax) under autocast on CPU, multi-tensor gradient clipping."""
 import contextlib
 
 import torch
 from torch import nn
 
 from benchmarks.measure import synthetic_data
+from benchmarks.ops import OTHER, kind_of
 from core.distributed import DistEnv
-from core.model import build_network, float32_attention
+from core.model import build_network, fp32_softmax_attention
 from core.optim import clip_gradients_per_parameter
 from core.train import PHASES, Trainer
 from tests.helpers import micro_config
@@ -30,7 +31,7 @@ def test_step_times_every_phase_in_order():
     assert all(torch.isfinite(v) and v.dim() == 0 for v in stats)
 
 
-def test_float32_attention_is_exact_in_fp32_and_closer_under_autocast():
+def test_fp32_softmax_attention_leaves_fp32_alone_and_is_as_close_under_autocast():
     config = micro_config(**{"backbone.depth": 2})
     torch.manual_seed(0)
     net = build_network(config.backbone, config.head, 1, 0.0).eval()
@@ -39,23 +40,42 @@ def test_float32_attention_is_exact_in_fp32_and_closer_under_autocast():
         reference = net(views)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             timm_bf16 = net(views).float()
-        assert float32_attention(net) == 2
+        assert fp32_softmax_attention(net) == 2
         assert torch.equal(net(views), reference)  # outside autocast: timm's own forward
         with torch.autocast("cpu", dtype=torch.bfloat16):
+            block = net.backbone.blocks[0].attn
+            x = torch.randn(4, 17, block.qkv.in_features)
+            q, k, v = block.qkv(x).reshape(4, 17, 3, block.num_heads, block.head_dim).permute(2, 0, 3, 1, 4)
+            # the attention by its definition: softmax(q k^T / sqrt(d)) v, the softmax on fp32 scores
+            weights = torch.softmax((q @ k.transpose(-2, -1)).float() / block.head_dim ** 0.5, dim=-1)
+            by_hand = block.proj((weights.to(v.dtype) @ v).transpose(1, 2).reshape(4, 17, -1))
+            assert torch.allclose(block(x).float(), by_hand.float(), atol=2e-2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
             ours_bf16 = net(views).float()
-        assert float32_attention(net, enabled=False) == 2
+        assert fp32_softmax_attention(net, enabled=False) == 2
         assert torch.equal(net(views), reference)
     assert (ours_bf16 - reference).abs().max() < 0.05
     assert (ours_bf16 - reference).abs().mean() <= 1.5 * (timm_bf16 - reference).abs().mean()
 
 
-def test_trainer_uses_float32_attention_only_under_cpu_autocast():
+def test_trainer_uses_fp32_softmax_attention_only_under_cpu_autocast():
     data = synthetic_data(micro_config(), 128)
     env = DistEnv(0, 1, 0, torch.device("cpu"))
     fast = Trainer(micro_config(precision="bf16"), data, env)
     plain = Trainer(micro_config(precision="fp32"), data, env)
     assert "forward" in fast.student_module.backbone.blocks[0].attn.__dict__
     assert "forward" not in plain.student_module.backbone.blocks[0].attn.__dict__
+
+
+def test_each_operator_of_a_step_is_counted_under_the_kind_of_work_it_does():
+    kinds = {"aten::mm": "matmul", "aten::addmm": "matmul", "aten::bmm": "matmul",
+             "aten::_scaled_dot_product_flash_attention_for_cpu_backward": "attention",
+             "aten::_softmax": "attention", "aten::_to_copy": "casts and copies", "aten::copy_": "casts and copies",
+             "aten::native_layer_norm_backward": "layer norm", "aten::gelu_backward": "activation",
+             "aten::_fused_adamw_": "optimizer and clipping", "aten::mkldnn_convolution":
+             "convolutions (patch embedding, blur)", "aten::grid_sampler_2d": "crops (grid sampling)",
+             "aten::add_": OTHER, "aten::add": OTHER, "aten::sum": OTHER}
+    assert {op: kind_of(op) for op in kinds} == kinds
 
 
 def test_multi_tensor_clipping_equals_the_per_parameter_loop():
