@@ -19,14 +19,15 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.measure import VARIANTS, _table, describe, synthetic_data
+from benchmarks.step import _Timed
 from core.config import DINOConfig
 from core.distributed import DistEnv
-from core.train import Trainer
 
 # The kinds of work, first match wins: (kind, substrings of the aten operator's name).
 KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_addmm_activation")),
-    ("attention", ("scaled_dot_product", "softmax")),
+    ("attention", ("scaled_dot_product", "aten::_softmax", "aten::softmax")),
+    ("loss (log-softmax)", ("log_softmax",)),
     ("casts and copies", ("aten::copy_", "aten::_to_copy", "aten::clone", "aten::contiguous")),
     ("layer norm", ("layer_norm",)),
     ("activation", ("gelu",)),
@@ -50,17 +51,14 @@ def bench_ops(config: DINOConfig, device: torch.device, warmup: int, iters: int,
     precision to the matmul FLOP/s measured on ``device`` (the denominator of matmul utilisation)."""
     env = DistEnv(0, 1, 0, device)
     data = synthetic_data(config, config.batch_size * 2)
-    variants = {"plain": config.replace(VARIANTS["plain"]), config.precision + (" (profile)"): config}
+    variants = {"plain": config.replace(VARIANTS["plain"]), f"{config.precision} (profile)": config}
     out: dict[str, Any] = {"shape": describe(config), "iters": iters, "variants": {}}
     for name, cfg in variants.items():
-        run = Trainer(cfg, data, env)
-        run.student.train()
-        batches = [images for images, _ in itertools.islice(iter(run.loader), 2)]
-        epoch = cfg.epochs - 1  # past the warm-ups and the frozen last layer: a typical step
-        first = epoch * run.iters_per_epoch
+        run = _Timed(name, cfg, data, env)  # the train section's typical step, past the warm-ups
+        batches = [images for images, _ in itertools.islice(iter(run.run.loader), 2)]
 
         def step(i: int) -> None:
-            run.step(batches[i % 2], epoch, first + i % run.iters_per_epoch)
+            run.step(batches[i % 2])
 
         for i in range(warmup):
             step(i)

@@ -70,7 +70,8 @@ def test_trainer_uses_fp32_softmax_attention_only_under_cpu_autocast():
 def test_each_operator_of_a_step_is_counted_under_the_kind_of_work_it_does():
     kinds = {"aten::mm": "matmul", "aten::addmm": "matmul", "aten::bmm": "matmul",
              "aten::_scaled_dot_product_flash_attention_for_cpu_backward": "attention",
-             "aten::_softmax": "attention", "aten::_to_copy": "casts and copies", "aten::copy_": "casts and copies",
+             "aten::_softmax": "attention", "aten::_softmax_backward_data": "attention",
+             "aten::_log_softmax": "loss (log-softmax)", "aten::_to_copy": "casts and copies", "aten::copy_": "casts and copies",
              "aten::native_layer_norm_backward": "layer norm", "aten::gelu_backward": "activation",
              "aten::_fused_adamw_": "optimizer and clipping", "aten::mkldnn_convolution":
              "convolutions (patch embedding, blur)", "aten::grid_sampler_2d": "crops (grid sampling)",
