@@ -127,6 +127,42 @@ def fp32_softmax_attention(model: nn.Module, enabled: bool = True) -> int:
     return changed
 
 
+def patch_matmul_embedding(model: nn.Module, enabled: bool = True) -> int:
+    """Compute every patch-embedding convolution of ``model`` (kernel = stride, no padding) as the
+    matmul it is, while an autocast region runs: each patch flattened, times the kernel flattened.
+
+    The same function, summed in another order. On CPU, oneDNN's bf16 convolution is slow at the
+    patch embedding's shape, its backward most of all (3.4 ms a call in the tiny bf16 step on a
+    2-core Xeon with AMX, ``python -m benchmarks.run --only ops``); as a matmul, that step took
+    0.114 s instead of 0.122.
+    Outside autocast, and for any other convolution, the module's own forward runs. Returns how
+    many modules it changed; ``enabled=False`` restores torch's forward.
+    """
+    changed = 0
+    for module in model.modules():
+        if not (isinstance(module, nn.Conv2d) and module.kernel_size == module.stride
+                and module.padding == (0, 0) and module.dilation == (1, 1) and module.groups == 1
+                and module.padding_mode == "zeros"):
+            continue
+        if enabled:
+            module.forward = types.MethodType(_patch_matmul_forward, module)
+        elif "forward" in module.__dict__:
+            del module.forward
+        changed += 1
+    return changed
+
+
+def _patch_matmul_forward(self: nn.Conv2d, x: Tensor) -> Tensor:
+    (ph, pw), (batch, chans, height, width) = self.kernel_size, x.shape
+    if not torch.is_autocast_enabled(x.device.type) or height % ph or width % pw:
+        return type(self).forward(self, x)
+    rows, cols = height // ph, width // pw
+    patches = x.reshape(batch, chans, rows, ph, cols, pw).permute(0, 2, 4, 1, 3, 5)
+    out = F.linear(patches.reshape(batch, rows, cols, chans * ph * pw),
+                   self.weight.reshape(self.out_channels, -1), self.bias)
+    return out.permute(0, 3, 1, 2)  # NCHW, as the convolution returns it
+
+
 def _fp32_softmax_attention_forward(self, x: Tensor, attn_mask: Tensor | None = None,
                                     is_causal: bool = False) -> Tensor:
     if attn_mask is not None or is_causal or not torch.is_autocast_enabled(x.device.type):

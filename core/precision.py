@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from core.model import fp32_softmax_attention
+from core.model import fp32_softmax_attention, patch_matmul_embedding
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -25,7 +25,9 @@ def autocast(precision: str, device: torch.device) -> Callable[[], AbstractConte
 def prepare(model: nn.Module, precision: str, device: torch.device) -> nn.Module:
     """Make ``model`` compute as training does under ``precision``: on CPU, attention as the
     reference computes it under autocast (bf16/fp16 matmuls, fp32 softmax), since torch's fused
-    CPU attention kernel is slow at the short sequences of small crops in any precision."""
+    CPU attention kernel is slow at the short sequences of small crops in any precision, and the
+    patch embedding as a matmul, since oneDNN's low-precision convolution is slow at its shape."""
     if device.type == "cpu" and precision in AUTOCAST_DTYPES:
         fp32_softmax_attention(model)
+        patch_matmul_embedding(model)
     return model

@@ -1,5 +1,6 @@
 """The trainer pieces the benchmark relies on and the speed changes it measured: the step's timer
-hook, the reference's attention precision (fp32 softmax) under autocast on CPU, multi-tensor gradient clipping."""
+hook, the reference's attention precision (fp32 softmax) and the patch embedding as a matmul under
+autocast on CPU, multi-tensor gradient clipping."""
 import contextlib
 
 import torch
@@ -8,7 +9,7 @@ from torch import nn
 from benchmarks.measure import synthetic_data
 from benchmarks.ops import OTHER, kind_of
 from core.distributed import DistEnv
-from core.model import build_network, fp32_softmax_attention
+from core.model import build_network, fp32_softmax_attention, patch_matmul_embedding
 from core.optim import clip_gradients_per_parameter
 from core.train import PHASES, Trainer
 from tests.helpers import micro_config
@@ -58,13 +59,44 @@ def test_fp32_softmax_attention_leaves_fp32_alone_and_is_as_close_under_autocast
     assert (ours_bf16 - reference).abs().mean() <= 1.5 * (timm_bf16 - reference).abs().mean()
 
 
-def test_trainer_uses_fp32_softmax_attention_only_under_cpu_autocast():
+def test_patch_matmul_embedding_is_the_convolution_by_its_definition_forward_and_backward():
+    torch.manual_seed(0)
+    config = micro_config(**{"backbone.depth": 1})
+    net = build_network(config.backbone, config.head, 2, 0.0)
+    conv = net.backbone.patch_embed.proj
+    p = conv.kernel_size[0]
+    x = torch.randn(3, 2, 4 * p, 2 * p)
+    with torch.no_grad():  # out[b, d, i, j] = sum over c, u, v of w[d, c, u, v] x[b, c, i p + u, j p + v] + bias[d]
+        by_hand = torch.empty(3, conv.out_channels, 4, 2)
+        for i in range(4):
+            for j in range(2):
+                patch = x[:, :, i * p:(i + 1) * p, j * p:(j + 1) * p]
+                by_hand[:, :, i, j] = torch.einsum("bcuv,dcuv->bd", patch, conv.weight) + conv.bias
+    reference = conv(x)
+    reference.square().sum().backward()
+    conv_grad, conv.weight.grad = conv.weight.grad.clone(), None
+    assert patch_matmul_embedding(net) == 1  # the patch embedding, the network's only convolution
+    assert torch.equal(conv(x), reference)  # outside autocast: torch's own convolution
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = conv(x)
+    assert ours.shape == by_hand.shape and ours.dtype == torch.bfloat16
+    assert torch.allclose(ours.float(), by_hand, atol=3e-2, rtol=2e-2)
+    ours.float().square().sum().backward()
+    assert torch.allclose(conv.weight.grad, conv_grad, rtol=3e-2, atol=3e-2 * conv_grad.abs().max().item())
+    assert patch_matmul_embedding(net, enabled=False) == 1
+    assert "forward" not in conv.__dict__
+
+
+def test_trainer_changes_attention_and_patch_embedding_only_under_cpu_autocast():
     data = synthetic_data(micro_config(), 128)
     env = DistEnv(0, 1, 0, torch.device("cpu"))
     fast = Trainer(micro_config(precision="bf16"), data, env)
     plain = Trainer(micro_config(precision="fp32"), data, env)
-    assert "forward" in fast.student_module.backbone.blocks[0].attn.__dict__
+    for net in (fast.student_module, fast.teacher):
+        assert "forward" in net.backbone.blocks[0].attn.__dict__
+        assert "forward" in net.backbone.patch_embed.proj.__dict__
     assert "forward" not in plain.student_module.backbone.blocks[0].attn.__dict__
+    assert "forward" not in plain.student_module.backbone.patch_embed.proj.__dict__
 
 
 def test_each_operator_of_a_step_is_counted_under_the_kind_of_work_it_does():
