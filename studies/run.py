@@ -173,20 +173,13 @@ def search_boundary(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], 
     return 1 if any(row.state == "failed" for row in held) else 0
 
 
-# The user attributes ``--status`` reads of a trial, all a database is asked for: the attempt's
-# run key, number and label (studies.layout.Attempt), the table's job id, run folder and error
-# (studies.status), what tells whether a job lives (studies.liveness: its cluster, the owners'
-# processes, the sacred heartbeat's folder) and a boundary probe's collapse verdict.
-STATUS_ATTRS = ("run_key", "attempt", "label", "job_id", "run_dir", "error", "cluster", "sacred_dir", "worker_pid",
-                *(f"{owner}_{what}" for owner in ("launcher", "job") for what in ("host", "pid", "pid_start")),
-                "collapse")
 
 
 def show_status(ctx: Context) -> int:
     """The table from the ledger as it is, writing nothing: a job found dead shows as failed
     here, and the next launch records that in the ledger."""
     ledger = Ledger.read(ctx.storage, ctx.study.name)
-    attempts = ledger.attempts(STATUS_ATTRS) if ledger else {}
+    attempts = ledger.attempts(status.STATUS_ATTRS) if ledger else {}
     jobs = liveness.job_states(t for trials in attempts.values() for t in trials)
     for trials in attempts.values():
         for trial in trials:

@@ -19,6 +19,14 @@ from studies.ledger import STATE_NAMES
 from studies.liveness import JobState
 from studies.plan import Run
 
+# The user attributes the table and the progress line read of a trial, all a database is asked
+# for: the attempt's run key, number and label (studies.layout.Attempt), the table's job id, run
+# folder and error, what tells whether a job lives (studies.liveness: its cluster, the owners'
+# processes, the sacred heartbeat's folder) and a boundary probe's collapse verdict.
+STATUS_ATTRS = ("run_key", "attempt", "label", "job_id", "run_dir", "error", "cluster", "sacred_dir", "worker_pid",
+                *(f"{owner}_{what}" for owner in ("launcher", "job") for what in ("host", "pid", "pid_start")),
+                "collapse")
+
 STATES = ("done", "running", "pending", "failed", "missing")
 
 

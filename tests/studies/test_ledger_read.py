@@ -17,7 +17,8 @@ from optuna.trial import TrialState
 from core.collapse import NONE
 from studies import liveness
 from studies.ledger import Ledger
-from studies.run import STATUS_ATTRS, context, main, parser
+from studies.run import context, main, parser
+from studies.status import STATUS_ATTRS
 from tests.helpers import MICRO_SET
 
 ERROR = "RuntimeError: CUDA error: an illegal memory access was encountered"
