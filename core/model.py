@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import types
+from typing import Callable
 
 import timm
 import torch
@@ -114,17 +115,12 @@ def fp32_softmax_attention(model: nn.Module, enabled: bool = True) -> int:
     Outside autocast the module's own forward runs unchanged. Returns how many modules it changed;
     ``enabled=False`` restores timm's forward. Modules of an unexpected shape are left alone.
     """
-    changed = 0
-    for module in model.modules():
-        if not (hasattr(module, "fused_attn") and all(hasattr(module, a) for a in _ATTENTION_PARTS)
-                and getattr(module, "gate", None) is None):
-            continue
-        if enabled:
-            module.forward = types.MethodType(_fp32_softmax_attention_forward, module)
-        elif "forward" in module.__dict__:
-            del module.forward
-        changed += 1
-    return changed
+    return _swap_forward(model, _is_plain_attention, _fp32_softmax_attention_forward, enabled)
+
+
+def _is_plain_attention(module: nn.Module) -> bool:
+    return (hasattr(module, "fused_attn") and all(hasattr(module, a) for a in _ATTENTION_PARTS)
+            and getattr(module, "gate", None) is None)
 
 
 def patch_matmul_embedding(model: nn.Module, enabled: bool = True) -> int:
@@ -138,14 +134,24 @@ def patch_matmul_embedding(model: nn.Module, enabled: bool = True) -> int:
     Outside autocast, and for any other convolution, the module's own forward runs. Returns how
     many modules it changed; ``enabled=False`` restores torch's forward.
     """
+    return _swap_forward(model, _is_patch_convolution, _patch_matmul_forward, enabled)
+
+
+def _is_patch_convolution(module: nn.Module) -> bool:
+    return (isinstance(module, nn.Conv2d) and module.kernel_size == module.stride
+            and module.padding == (0, 0) and module.dilation == (1, 1) and module.groups == 1
+            and module.padding_mode == "zeros")
+
+
+def _swap_forward(model: nn.Module, matches: Callable[[nn.Module], bool], forward: Callable,
+                  enabled: bool) -> int:
+    """Give each module of ``model`` that ``matches`` its own ``forward`` (``enabled``), or take it
+    back so that its class's runs again; an instance attribute, so state_dict keys, the modules'
+    identities and checkpoints are unchanged. Returns how many modules matched."""
     changed = 0
-    for module in model.modules():
-        if not (isinstance(module, nn.Conv2d) and module.kernel_size == module.stride
-                and module.padding == (0, 0) and module.dilation == (1, 1) and module.groups == 1
-                and module.padding_mode == "zeros"):
-            continue
+    for module in filter(matches, model.modules()):
         if enabled:
-            module.forward = types.MethodType(_patch_matmul_forward, module)
+            module.forward = types.MethodType(forward, module)
         elif "forward" in module.__dict__:
             del module.forward
         changed += 1

@@ -173,8 +173,6 @@ def search_boundary(ctx: Context, ledger: Ledger, rows: list[status.RunStatus], 
     return 1 if any(row.state == "failed" for row in held) else 0
 
 
-
-
 def show_status(ctx: Context) -> int:
     """The table from the ledger as it is, writing nothing: a job found dead shows as failed
     here, and the next launch records that in the ledger."""
