@@ -34,7 +34,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fp16": {"precision": "fp16", "compile": False},
     "bf16+compile": {"precision": "bf16", "compile": True},
     "fp32+compile": {"precision": "fp32", "compile": True},
-    # bf16 with timm's own attention (torch's fused kernel, in bf16) instead of core.model.fp32_softmax_attention
+    # bf16 with timm's own attention (torch's fused kernel, in bf16) instead of core.cpu_autocast.fp32_softmax_attention
     "bf16/fused-attention": {"precision": "bf16", "compile": False},
 }
 BF16_ATTENTION = {"bf16/fused-attention"}

@@ -24,7 +24,7 @@ from benchmarks.measure import (
 from core.config import DINOConfig
 from core.data import DataSplits
 from core.distributed import DistEnv
-from core.model import fp32_softmax_attention
+from core.cpu_autocast import fp32_softmax_attention
 from core.train import PHASES, Trainer
 
 

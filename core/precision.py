@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from core.model import fp32_softmax_attention, patch_matmul_embedding
+from core.cpu_autocast import fp32_softmax_attention, patch_matmul_embedding
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -9,7 +9,8 @@ from torch import nn
 from benchmarks.measure import synthetic_data
 from benchmarks.ops import OTHER, kind_of
 from core.distributed import DistEnv
-from core.model import build_network, fp32_softmax_attention, patch_matmul_embedding
+from core.cpu_autocast import SoftmaxAttention, fp32_softmax_attention, patch_matmul_embedding
+from core.model import build_network
 from core.optim import clip_gradients_per_parameter
 from core.train import PHASES, Trainer
 from tests.helpers import micro_config
@@ -57,6 +58,50 @@ def test_fp32_softmax_attention_leaves_fp32_alone_and_is_as_close_under_autocast
         assert torch.equal(net(views), reference)
     assert (ours_bf16 - reference).abs().max() < 0.05
     assert (ours_bf16 - reference).abs().mean() <= 1.5 * (timm_bf16 - reference).abs().mean()
+
+
+def _attention_by_definition(qkv: torch.Tensor, scale: float) -> torch.Tensor:
+    """softmax(q k^T * scale) v per head, the softmax over the keys, from [B, T, 3, H, D]."""
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    weights = torch.softmax((q @ k.transpose(-2, -1)).float() * scale, dim=-1).to(v.dtype)
+    return (weights @ v).transpose(1, 2).flatten(2)
+
+
+def test_softmax_attention_backward_is_the_derivative_numerically_and_by_the_definition():
+    torch.manual_seed(0)
+    qkv = torch.randn(2, 5, 3, 2, 4, dtype=torch.float64, requires_grad=True)
+    # fp64: the hand-written backward against finite differences of the forward
+    assert torch.autograd.gradcheck(lambda t: SoftmaxAttention.apply(t, 0.37), (qkv,))
+    assert torch.allclose(SoftmaxAttention.apply(qkv, 0.37), _attention_by_definition(qkv, 0.37), atol=1e-12)
+    for tokens in (17, 5):  # bf16, the profile's two sequence lengths: against autograd of the definition
+        qkv = torch.randn(8, tokens, 3, 4, 32).bfloat16().requires_grad_()
+        up = torch.randn(8, tokens, 128)
+        (SoftmaxAttention.apply(qkv, 32 ** -0.5).float() * up).sum().backward()
+        ours, qkv.grad = qkv.grad, None
+        (_attention_by_definition(qkv, 32 ** -0.5).float() * up).sum().backward()
+        assert ours.dtype == torch.bfloat16
+        assert (ours.float() - qkv.grad.float()).abs().max() <= 0.03 * qkv.grad.float().abs().max()
+
+
+def test_fp32_softmax_attention_normalises_q_and_k_and_falls_back_for_attention_dropout():
+    from timm.models.vision_transformer import Attention
+    torch.manual_seed(0)
+    block = Attention(64, num_heads=2, qkv_bias=True, qk_norm=True, attn_drop=0.5, norm_layer=nn.LayerNorm)
+    nn.init.normal_(block.q_norm.weight, 1.0, 0.5)
+    x = torch.randn(3, 9, 64)
+    assert fp32_softmax_attention(block) == 1
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        block.eval()  # no dropout: ours, with the per-head norms of q and k
+        qkv = block.qkv(x).reshape(3, 9, 3, 2, 32)
+        q, k, v = qkv.unbind(2)
+        by_hand = torch.stack((block.q_norm(q).to(v.dtype), block.k_norm(k).to(v.dtype), v), dim=2)
+        by_hand = block.proj(_attention_by_definition(by_hand, 32 ** -0.5))
+        assert torch.allclose(block(x).float(), by_hand.float(), atol=2e-2)
+        block.train()  # attention dropout in training: timm's own forward, which drops weights
+        torch.manual_seed(1)
+        dropped = block(x)
+        torch.manual_seed(1)
+        assert torch.equal(dropped, type(block).forward(block, x))
 
 
 def test_patch_matmul_embedding_is_the_convolution_by_its_definition_forward_and_backward():
