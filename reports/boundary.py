@@ -5,8 +5,10 @@ launched with the numbers its verdict rests on, and why the search stopped.
 The search is worked out from the report's runs as the engine works it out from the ledger
 (``studies.boundary``), on the page's collapse verdicts: the runs' own, unless the report is built
 with another rule (``--collapse-kl``), and then the section says the bracket is that rule's, not
-the one the search followed. The declaration is read from the study file ``study.json`` names; a
-results folder whose study file is gone, or no longer declares this boundary, gets no section.
+the one the search followed. The declaration is the one ``study.json`` recorded at launch, so a
+results folder moved to another machine, or whose study file was edited or deleted since, reports
+the search that ran; a ``study.json`` written before launches recorded it is read with the study
+file it names, and gets no section if that file is gone or no longer declares this boundary.
 """
 from __future__ import annotations
 
@@ -37,11 +39,15 @@ class Search:
 
 
 def declared(results: StudyResults) -> Boundary | None:
-    """The ``[boundary]`` of the study file the results were launched from, if it searches the
-    results' one axis."""
+    """The ``[boundary]`` the results were launched with, if it searches the results' one axis:
+    as ``study.json`` recorded it, else from the study file it names."""
+    plan = results.plan
     try:
-        found = spec.load(str(results.plan.get("file", ""))).boundary
-    except spec.SpecError:
+        if "boundary" not in plan:  # written before launches recorded the search
+            found = spec.load(str(plan.get("file", ""))).boundary
+        else:
+            found = Boundary(**plan["boundary"]) if plan["boundary"] is not None else None
+    except (TypeError, spec.SpecError):  # TypeError: a record of other fields than this version's
         return None
     names = [a["name"] for a in results.axes]
     return found if found is not None and names == [found.name] else None

@@ -20,7 +20,7 @@ it names), said in one line; the first launch records them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -225,8 +225,8 @@ def union(groups: Iterable[Sequence[Run]]) -> list[Run]:
 
 def write_plan(results: Path, study: Study, profile: str, cluster: str, storage: str, record: Sequence[Options],
                runs: Sequence[Run]) -> None:
-    """``study.json``: the study as run last (axes, labels, paper numbers, every run's key) for
-    reports, and the options it was launched with."""
+    """``study.json``: the study as run last (axes, labels, paper numbers, a boundary study's
+    search, every run's key) for reports, and the options it was launched with."""
     results.mkdir(parents=True, exist_ok=True)
     plan_data = {
         "study": study.name, "file": str(study.path), "description": study.description,
@@ -234,6 +234,7 @@ def write_plan(results: Path, study: Study, profile: str, cluster: str, storage:
         "profile": profile, "cluster": cluster, "storage": storage, RECORD: [o.to_json() for o in record],
         "axes": [{"name": a.name, "key": a.key, "labels": [v.label for v in a.values],
                   "paper": list(a.paper) if a.paper else None} for a in study.axes],
+        "boundary": asdict(study.boundary) if study.boundary else None,
         "runs": [{"key": r.key, "label": r.label, "axes": dict(r.axes), "seed": r.seed, "paper": r.paper,
                   "name": r.name} for r in runs],
     }

@@ -11,7 +11,8 @@ SLURM it must be on a filesystem the compute nodes share)::
       ledger.journal.damaged-<stamp> the damaged lines a repair took out of the journal (studies.journal)
       launch.lock                    flock a launcher holds while it claims a run (studies.claims)
       study.json                     the study as last launched: metric, axes (labels, paper numbers),
-                                     runs (key, label, axes, seed, paper, folder name), and
+                                     a boundary study's [boundary] search, runs (key, label, axes,
+                                     seed, paper, folder name), and
                                      launch_options: the run-defining options (profile, set, data,
                                      seeds) of each option set the study holds, reused by every later
                                      command on the folder (studies.identity)

@@ -26,9 +26,10 @@ LAUNCHED = [("0.18", HEALTHY), ("0.42", UNIFORM), ("0.26", HEALTHY), ("0.34", UN
             ("0.313", UNIFORM)]
 
 
-def boundary_results(folder: Path, launched, name: str = "tau_search") -> Path:
+def boundary_results(folder: Path, launched, name: str = "tau_search", recorded: bool = False) -> Path:
     """A results folder of the probes ``launched`` (label, outcome: a done run's h, KL and
-    verdict, or {"state": "failed"}), launched from a study file declaring the search."""
+    verdict, or {"state": "failed"}), launched from a study file declaring the search; with
+    ``recorded``, study.json holds the search as launches now record it and the file is gone."""
     labels = sorted((label for label, _ in launched), key=float)
     axis = {"name": "tau_t", "key": "loss.teacher_temp", "labels": labels, "paper": None,
             "set": {label: {"loss.teacher_temp": float(label)} for label in labels}}
@@ -38,8 +39,12 @@ def boundary_results(folder: Path, launched, name: str = "tau_search") -> Path:
     study_file = folder / f"{name}.toml"
     study_file.write_text(tomli_w.dumps({"description": "by hand", "boundary": {
         "name": "tau_t", "key": "loss.teacher_temp", "low": 0.18, "high": 0.42, "tolerance": 0.03, "budget": 6}}))
-    plan = json.loads((results / "study.json").read_text())
-    (results / "study.json").write_text(json.dumps({**plan, "file": str(study_file)}))
+    plan = {**json.loads((results / "study.json").read_text()), "file": str(study_file)}
+    if recorded:
+        plan["boundary"] = {"name": "tau_t", "key": "loss.teacher_temp", "low": 0.18, "high": 0.42,
+                            "scale": "linear", "tolerance": 0.03, "budget": 6}
+        study_file.unlink()
+    (results / "study.json").write_text(json.dumps(plan))
     return results
 
 
@@ -59,6 +64,17 @@ def test_a_finished_search_reports_its_bracket_estimate_and_every_probe_in_order
     assert [r[-1] for r in rows] == [" |", " |", "bracket end |", " |", "bracket end |", " |"]
     assert "![The boundary search's probes](plots/boundary.png)" in section
     assert (tmp_path / "tau_search" / "report" / "plots" / "boundary.svg").is_file()
+
+
+def test_the_search_study_json_recorded_is_reported_with_the_study_file_gone(tmp_path):
+    page = build.build_report("tau_search", boundary_results(tmp_path, LAUNCHED, recorded=True))
+    section = page.with_name("report.md").read_text()
+    assert "the boundary is estimated at 0.2735" in section and "tolerance 0.03" in section
+    # a study.json of this version records a grid study's boundary as none: no section, no file read
+    results = boundary_results(tmp_path / "grid", LAUNCHED, recorded=True)
+    plan = json.loads((results / "study.json").read_text())
+    (results / "study.json").write_text(json.dumps({**plan, "boundary": None}))
+    assert boundary.search(load_study(results)) is None
 
 
 def test_the_plot_shades_the_bracket_and_colours_each_probe_by_its_verdict(tmp_path):

@@ -3,6 +3,7 @@
 search on micro whose boundary a grid found first."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,7 @@ def test_a_micro_search_brackets_the_flip_a_grid_found_and_resumes_from_its_ledg
     assert len(by_label(results, "tau_micro")) == 6
     assert main([str(path), *argv, "--status"]) == 0
     assert f"boundary: tolerance reached: bracket [{a:g}, {b:g}]" in capsys.readouterr().out
+    # study.json keeps the search as last launched (budget 6), for reports read without the study file
+    recorded = json.loads((results / "study.json").read_text())["boundary"]
+    assert recorded == {"name": "tau_t", "key": "loss.teacher_temp", "low": 0.18, "high": 0.42, "scale": "linear",
+                        "tolerance": 0.03, "budget": 6}
