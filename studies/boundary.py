@@ -50,6 +50,7 @@ from studies.plan import Run
 from studies.spec import Study
 
 HEALTHY, COLLAPSED, NO_VERDICT, FAILED, UNFINISHED = "healthy", "collapsed", "no verdict", "failed", "unfinished"
+NOT_LAUNCHED = "not launched"  # planned, no run of it in the ledger yet
 # Why a search is over
 TOLERANCE, BUDGET, NO_BOUNDARY, NO_END_VERDICT = ("tolerance reached", "budget spent", "no boundary in range",
                                                   "no verdict at an end")
@@ -91,8 +92,8 @@ def recorded(rows: Iterable[status.RunStatus], name: str) -> list[Recorded]:
 
 def verdicts(runs: Iterable[Recorded]) -> dict[float, str]:
     """Probe value -> its verdict: HEALTHY or COLLAPSED by the majority of its finished runs;
-    UNFINISHED while one of them is running, pending or missing; FAILED if one failed; else
-    NO_VERDICT (a tie, or runs without a verdict)."""
+    NOT_LAUNCHED while none of them is in the ledger; UNFINISHED while one of them is running,
+    pending or missing; FAILED if one failed; else NO_VERDICT (a tie, or runs without a verdict)."""
     by_value: dict[float, list[tuple[str, str | None]]] = {}
     for value, state_, mode in runs:
         by_value.setdefault(value, []).append((state_, mode))
@@ -100,6 +101,8 @@ def verdicts(runs: Iterable[Recorded]) -> dict[float, str]:
 
 
 def _verdict(runs: list[tuple[str, str | None]]) -> str:
+    if all(state_ == "missing" for state_, _ in runs):
+        return NOT_LAUNCHED
     if any(state_ not in ("done", "failed") for state_, _ in runs):
         return UNFINISHED
     if any(state_ == "failed" for state_, _ in runs):
@@ -123,6 +126,10 @@ def state(boundary: Boundary, found: Mapping[float, str]) -> State:
     unfinished = tuple(sorted(v for v, o in inside.items() if o == UNFINISHED))
     if unfinished:
         return State(bracket, None, f"waiting for {_probes(unfinished)} to finish", unfinished, flips)
+    unlaunched = tuple(sorted(v for v, o in inside.items() if o == NOT_LAUNCHED))
+    if unlaunched:
+        return State(bracket, None, f"{_probes(unlaunched)} not launched yet: the study's command launches "
+                                    f"{'them' if len(unlaunched) > 1 else 'it'}", unlaunched, flips)
     for end in ends:
         if inside[end] == FAILED:
             return State(None, None, f"the end {value_label(end)} failed: --retry-failed reruns it", (end,), flips)

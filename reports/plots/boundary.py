@@ -19,7 +19,8 @@ from reports.plots import COLOURS, figure, legend_below
 from studies import boundary as search_engine
 
 VERDICT_COLOURS = {search_engine.HEALTHY: COLOURS[0], search_engine.COLLAPSED: COLOURS[1],
-                   search_engine.NO_VERDICT: "0.55", search_engine.FAILED: "0.55", search_engine.UNFINISHED: "0.55"}
+                   search_engine.NO_VERDICT: "0.55", search_engine.FAILED: "0.55", search_engine.UNFINISHED: "0.55",
+                   search_engine.NOT_LAUNCHED: "0.55"}
 BRACKET, RULE = "#CCBB44", "#CC3311"
 PANELS = (("share", "final h(P_t) / ln K"), ("kl", "final KL(P_t || P_s) (nats)"))
 

@@ -12,7 +12,7 @@ import tomli_w
 from core.collapse import NONE
 from studies import boundary, plan, spec
 from studies.axes import Boundary
-from studies.boundary import COLLAPSED, FAILED, HEALTHY, NO_VERDICT, UNFINISHED
+from studies.boundary import COLLAPSED, FAILED, HEALTHY, NO_VERDICT, NOT_LAUNCHED, UNFINISHED
 from studies.run import main
 from tests.helpers import MICRO_SET, by_label
 
@@ -160,6 +160,18 @@ def test_a_probe_verdict_is_the_majority_of_its_seeds():
     assert of(("done", "unknown"),) == NO_VERDICT
     assert of(("done", NONE), ("failed", None), ("done", NONE)) == FAILED
     assert of(("done", NONE), ("pending", None), ("missing", None)) == UNFINISHED
+    assert of(("missing", None), ("missing", None)) == NOT_LAUNCHED
+
+
+def test_probes_not_launched_hold_the_search_and_say_so_not_that_they_are_waited_for():
+    searched = declared(0.18, 0.42, 0.03, 6)
+    now = boundary.state(searched, {0.18: NOT_LAUNCHED, 0.42: NOT_LAUNCHED})
+    assert now.why == "probes 0.18, 0.42 not launched yet: the study's command launches them"
+    assert now.held == (0.18, 0.42) and boundary.next_probes(searched, {0.18: NOT_LAUNCHED, 0.42: NOT_LAUNCHED}, 2) == ()
+    # a probe a launch left out (sbatch refused it) holds the search the same way
+    found = {0.18: HEALTHY, 0.42: COLLAPSED, 0.26: NOT_LAUNCHED, 0.34: COLLAPSED}
+    assert boundary.state(searched, found).why == "probe 0.26 not launched yet: the study's command launches it"
+    assert boundary.next_probes(searched, found, 2) == ()
 
 
 # -- the declaration -------------------------------------------------------------------------------
@@ -207,6 +219,12 @@ def test_a_bad_declaration_is_one_line_naming_the_key_and_the_fix(tmp_path, caps
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{path}: ") and expected in lines[0]
     assert not results.exists()
+
+
+def test_status_before_any_launch_says_the_ends_are_not_launched(capsys, tmp_path):
+    assert main(["teacher_temp_boundary", "--status", "--results", str(tmp_path / "r")]) == 0
+    assert "boundary: probes 0.04, 0.1 not launched yet: the study's command launches them" in capsys.readouterr().out
+    assert not (tmp_path / "r").exists()  # --status reads; it creates nothing
 
 
 def test_the_shipped_boundary_study_dry_runs_its_two_ends_first(capsys, tmp_path):
