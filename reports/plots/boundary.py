@@ -12,7 +12,7 @@ import math
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, SymmetricalLogLocator
 
 from core.collapse import CollapseRule
 from reports.plots import COLOURS, figure, legend_below
@@ -53,6 +53,10 @@ def boundary_figure(found, rule: CollapseRule) -> Figure:
                     label=f"uniform targets: collapsed at or above {rule.uniform_targets_min:g} ln K")
     axes[1].axhline(rule.kl_max, color=RULE, ls="-.", lw=1.2, label=f"collapsed below KL {rule.kl_max:g}")
     axes[1].set_yscale("symlog", linthresh=0.01)
+    # 1, 2 and 5 of each decade, plainly written: KLs of healthy and collapsed runs alike often lie
+    # within one decade, where powers of ten alone would leave a single tick
+    axes[1].yaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=0.01, subs=(1, 2, 5)))
+    axes[1].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     legend_below(fig, list(axes), ncol=4, extra=[Line2D([], [], ls="", marker="$1$", color="0.3",
                                                         label="probe order")])
     fig.suptitle(f"{boundary.name}: where runs turn from healthy to collapsed", fontweight="bold")

@@ -91,6 +91,10 @@ def test_the_plot_shades_the_bracket_and_colours_each_probe_by_its_verdict(tmp_p
     healthy, collapsed = (tuple(int(COLOURS[i][j:j + 2], 16) / 255 for j in (1, 3, 5)) for i in (0, 1))
     assert points[0.26][0] == pytest.approx(healthy) and points[0.313][0] == pytest.approx(collapsed)
     assert kl.get_yscale() == "symlog"
+    fig.canvas.draw()  # KLs from 0.05 (the rule's line) to 0.55, within about a decade: 1, 2, 5 of each, not 0.1 alone
+    low, high = kl.get_ylim()
+    shown = [t.get_text() for t in kl.get_yticklabels() if low <= t.get_position()[1] <= high]
+    assert shown == ["0.05", "0.1", "0.2", "0.5"]
 
 
 def test_a_search_held_by_a_failed_probe_says_how_to_go_on(tmp_path):

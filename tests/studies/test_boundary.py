@@ -167,7 +167,8 @@ def test_probes_not_launched_hold_the_search_and_say_so_not_that_they_are_waited
     searched = declared(0.18, 0.42, 0.03, 6)
     now = boundary.state(searched, {0.18: NOT_LAUNCHED, 0.42: NOT_LAUNCHED})
     assert now.why == "probes 0.18, 0.42 not launched yet: the study's command launches them"
-    assert now.held == (0.18, 0.42) and boundary.next_probes(searched, {0.18: NOT_LAUNCHED, 0.42: NOT_LAUNCHED}, 2) == ()
+    assert now.held == (0.18, 0.42)
+    assert boundary.next_probes(searched, {0.18: NOT_LAUNCHED, 0.42: NOT_LAUNCHED}, 2) == ()
     # a probe a launch left out (sbatch refused it) holds the search the same way
     found = {0.18: HEALTHY, 0.42: COLLAPSED, 0.26: NOT_LAUNCHED, 0.34: COLLAPSED}
     assert boundary.state(searched, found).why == "probe 0.26 not launched yet: the study's command launches it"
