@@ -18,9 +18,8 @@ from core.collapse import CollapseRule
 from reports.plots import COLOURS, figure, legend_below
 from studies import boundary as search_engine
 
-VERDICT_COLOURS = {search_engine.HEALTHY: COLOURS[0], search_engine.COLLAPSED: COLOURS[1],
-                   search_engine.NO_VERDICT: "0.55", search_engine.FAILED: "0.55", search_engine.UNFINISHED: "0.55",
-                   search_engine.NOT_LAUNCHED: "0.55"}
+VERDICT_COLOURS = {search_engine.HEALTHY: COLOURS[0], search_engine.COLLAPSED: COLOURS[1]}
+UNDECIDED = "0.55"  # grey: every other verdict (none, failed, unfinished, not launched)
 BRACKET, RULE = "#CCBB44", "#CC3311"
 PANELS = (("share", "final h(P_t) / ln K"), ("kl", "final KL(P_t || P_s) (nats)"))
 
@@ -35,7 +34,7 @@ def boundary_figure(found, rule: CollapseRule) -> Figure:
     positions = runs["value"].map(boundary.position)
     for ax, (column, title) in zip(axes, PANELS):
         for value, group in runs.assign(x=positions).groupby("value"):
-            ax.scatter(group["x"], group[column], color=VERDICT_COLOURS[verdict[value]], s=28, zorder=3,
+            ax.scatter(group["x"], group[column], color=VERDICT_COLOURS.get(verdict[value], UNDECIDED), s=28, zorder=3,
                        label=verdict[value])
             top = group[column].max()
             if math.isfinite(top):
