@@ -4,7 +4,10 @@
 ``checkpoint()``, which resubmits the same job description; the resume point is the trainer's
 checkpoint in the run folder, never pickled state. The job reports its own outcome to the ledger
 (COMPLETE with the study's metric, or FAIL with the error), so the ledger is right even after the
-launcher has exited; while it is being requeued it reports nothing and the trial stays RUNNING.
+launcher has exited; while it is being requeued it reports nothing and the trial stays RUNNING,
+whatever error the teardown of the requeue raises (a DataLoader worker killed by SLURM's SIGTERM
+first): a requeue that did not happen leaves a job that sacct lists as ended, found dead by the
+launcher's next look (``liveness``).
 On several tasks (DDP: one per GPU, or ``tasks_per_node`` gloo processes on CPU) only rank 0
 records and reports; every rank trains, and ``core.distributed`` finds the others from SLURM's
 variables. Rank 0 holds the run folder (``claims.training``) while it trains, so no other process
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +84,7 @@ class RunJob(submitit.helpers.Checkpointable):
         from core.train import train  # the slow imports, done before waiting for a slot
         from studies import record
 
+        _OwnerOnly.guard_job_signals()
         torch.set_num_threads(self.spec.threads)
         spec, env = self.spec, submitit.JobEnvironment()
         config = DINOConfig.from_dict(spec.config)
@@ -127,12 +132,10 @@ class RunJob(submitit.helpers.Checkpointable):
                 result = record.recorded_run(experiment, run_id=spec.run_id, sacred_root=spec.sacred_root,
                                              observers=spec.observers, job_id=env.job_id, num_tasks=env.num_tasks,
                                              started=started, body=body, requeueing=lambda: self._requeueing)
-        except SystemExit:
-            if not self._requeueing:
-                ledger.fail(spec.trial, "the job exited during training")
-            raise
         except BaseException as error:
-            ledger.fail(spec.trial, f"{type(error).__name__}: {error}".splitlines()[0])
+            if not self._requeueing:  # while requeueing, whatever ends the attempt is the requeue
+                ledger.fail(spec.trial, "the job exited during training" if isinstance(error, SystemExit)
+                            else f"{type(error).__name__}: {error}".splitlines()[0])
             raise
         value = result[spec.metric]
         if not math.isfinite(value):
@@ -144,3 +147,27 @@ class RunJob(submitit.helpers.Checkpointable):
             write_report_if_finished(spec.report_builder, spec.study, Path(spec.sacred_root).parent,
                                      spec.storage, ledger)
         return result
+
+
+class _OwnerOnly:
+    """A signal handler that acts in the process that installed it only.
+
+    SLURM signals every process of a job (the requeue signal, then SIGTERM), and a process forked
+    from the job's own (a DataLoader worker) inherits submitit's handlers: each worker would
+    checkpoint and requeue the job again, and ``scontrol requeue`` of a job already requeued fails,
+    which failed the run. The job's process alone answers."""
+
+    def __init__(self, handler: Callable[[int, Any], Any]):
+        self.handler, self.owner = handler, os.getpid()
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if os.getpid() == self.owner:
+            self.handler(signum, frame)
+
+    @classmethod
+    def guard_job_signals(cls) -> None:
+        """Guard the Python handlers of the signals SLURM sends a job (those submitit installed)."""
+        for signum in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGCONT):
+            handler = signal.getsignal(signum)
+            if callable(handler) and not isinstance(handler, cls):
+                signal.signal(signum, cls(handler))

@@ -144,8 +144,10 @@ def recorded_run(ex: Experiment, *, run_id: str, sacred_root: str, observers: Ma
     """Run ``body(callback)`` (the training) as the sacred run ``ex`` (from ``experiment``) and
     return its result with the cost.
 
-    ``callback`` logs every metric as ``<kind>.<name>``; ``requeueing()`` says whether a
-    ``SystemExit`` out of ``body`` is submitit requeueing the job (recorded as REQUEUED, not FAILED);
+    ``callback`` logs every metric as ``<kind>.<name>``; ``requeueing()`` says whether submitit is
+    requeueing the job, in which case whatever leaves ``body`` is the requeue (recorded as REQUEUED,
+    not FAILED): its ``SystemExit``, or an error of the teardown around it, such as a DataLoader
+    worker that SLURM's SIGTERM to the job's processes killed first;
     ``started`` (epoch seconds) is when the job began, so the cost includes its start-up.
     """
     segments = _previous_segments(Path(sacred_root) / run_id)
@@ -176,14 +178,11 @@ def recorded_run(ex: Experiment, *, run_id: str, sacred_root: str, observers: Ma
         try:
             curves.extend(_live_curves(observers, _run, run_id))
             result = body(callback)
-        except SystemExit as exit_:
+        except BaseException as error:
             requeued = requeueing()
             _run.info.update(close("REQUEUED" if requeued else "FAILED"))
             if requeued:
-                raise Requeued(exit_.code) from exit_
-            raise
-        except BaseException:
-            _run.info.update(close("FAILED"))
+                raise Requeued(error.code if isinstance(error, SystemExit) else -1) from error
             raise
         cost = close("COMPLETED")
         _run.info.update(cost)

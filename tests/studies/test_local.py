@@ -179,6 +179,36 @@ def test_requeue_on_simulated_timeout_resumes_from_the_checkpoint(write_study, t
     assert sorted(p.name for p in extra.iterdir() if p.name != "_sources") == [run_id, f"{run_id}.r1"]
 
 
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_a_data_loading_worker_signalled_to_requeue_leaves_it_to_its_job(write_study, tmp_path):
+    """SLURM sends its requeue signal to every process of a job, and a DataLoader worker inherits
+    the job's handler of it: the worker must not checkpoint, requeue or exit (which failed the
+    run); only the job's own process answers. Signalled alone, the workers change nothing."""
+    path = write_study("workers", axes=[{"name": "m", "key": "loss.center_momentum", "values": [0.9]}],
+                       set={"epochs": 6, "data.num_workers": 2, **SLOW_EPOCHS})
+    results = tmp_path / "results"
+    proc = launcher(path, "--results", results)
+    try:
+        (trial,) = wait_for(lambda: running_with_checkpoint(results, "workers", 1, 1), 120, "the run to train")
+        workers = wait_for(lambda: children(trial.user_attrs["worker_pid"]), 60, "its data-loading workers")
+        for pid in workers:
+            os.kill(pid, signal.SIGUSR2)
+        out = proc.communicate(timeout=240)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "this job is" not in out  # no process took the signal for a preemption or a time-out
+    (done,) = trials(results, "workers")
+    assert done.state == TrialState.COMPLETE and done.user_attrs["worker_pid"] == trial.user_attrs["worker_pid"]
+    assert [s["status"] for s in sacred(done, "info.json")["segments"]] == ["COMPLETED"]
+
+
 def test_debug_cluster_runs_in_process_with_an_sql_ledger(write_study, tmp_path, capsys):
     path = write_study("debug", axes=[{"name": "m", "key": "loss.center_momentum", "values": [0.9]}],
                        set={"epochs": 1})

@@ -31,19 +31,22 @@ DDP_SET = {**MICRO_SET, **SLOW_EPOCHS, "epochs": 10}
 TWO_TASKS = {"tasks_per_node": 2, "cpus_per_task": 1, "mem_gb": 2, "time_min": 10}
 RESULT_KEYS = ("knn_top1", "knn_top5", "student_knn_top1", "student_knn_top5", "loss", "target_entropy", "kl",
                "student_entropy", "collapse")
+# each rank writes its result to a file of its own: two ranks' lines on one shared stdout pipe can
+# interleave, which once left no line of rank 0 to read
 _TORCHRUN_SCRIPT = """
 import json, sys
+from pathlib import Path
 import torch.distributed as dist
 from core.config import DINOConfig
 from core.train import train
 result = train(DINOConfig.from_dict(json.loads(sys.argv[1])), sys.argv[2], progress=False)
-print("RESULT", dist.get_rank(), json.dumps(result), flush=True)
+Path(sys.argv[3], f"result{dist.get_rank()}.json").write_text(json.dumps(result))
 """
 
 
-def write_ddp_study(folder: Path, name: str) -> Path:
-    """A study of one two-task run of ``DDP_SET``; every such study plans the same config."""
-    study = {"description": "one run as two DDP processes", "set": DDP_SET,
+def write_ddp_study(folder: Path, name: str, **overrides) -> Path:
+    """A study of one two-task run of ``DDP_SET`` with ``overrides``."""
+    study = {"description": "one run as two DDP processes", "set": {**DDP_SET, **overrides},
              "axes": [{"name": "run", "values": [{"label": "ddp", "set": {}}]}],
              "profiles": {"tiny": {"resources": TWO_TASKS}}}
     path = folder / f"{name}.toml"
@@ -59,12 +62,11 @@ def torchrun_result(tmp_path_factory):
     (run,) = plan.expand(spec.load(str(write_ddp_study(folder, "reference"))), "tiny")
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                           "--master-port", str(free_port()), "--no-python", sys.executable, "-c", _TORCHRUN_SCRIPT,
-                          json.dumps(run.config.to_dict()), str(folder / "run")],
+                          json.dumps(run.config.to_dict()), str(folder / "run"), str(folder)],
                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=REPO,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    results = dict(line.split(" ", 2)[1:] for line in out.stdout.splitlines() if line.startswith("RESULT "))
-    return json.loads(results["0"])
+    return json.loads((folder / "result0.json").read_text())
 
 
 def launch(path: Path, results: Path, partition: str, capsys) -> list[str]:
@@ -88,7 +90,8 @@ def settle(argv: list[str], results: Path, name: str):
 
 def assert_same_result(trial, reference: dict) -> None:
     record = sacred(trial, "run.json")
-    assert trial.state == TrialState.COMPLETE and record["status"] == "COMPLETED"
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("error")
+    assert record["status"] == "COMPLETED"
     for key in RESULT_KEYS:  # bit for bit: gloo's sum of two ranks does not depend on their order
         assert trial.user_attrs[key] == record["result"][key] == reference[key], key
 
@@ -123,7 +126,10 @@ def test_preempted_two_task_run_resumes_and_ends_as_if_uninterrupted(slurm_parti
     if subprocess.run(["sinfo", "-h", "-p", PREEMPT_PARTITION], capture_output=True, text=True).stdout == "":
         pytest.skip(f"the local SLURM has no {PREEMPT_PARTITION} partition")
     results = tmp_path / "results"
-    argv = launch(write_ddp_study(tmp_path, "preempted"), results, slurm_partition, capsys)
+    # each rank loads its images in a worker process, as a GPU profile's data.num_workers do: SLURM
+    # signals the workers too, and they must neither requeue the job again nor fail it by dying
+    study = write_ddp_study(tmp_path, "preempted", **{"data.num_workers": 1})
+    argv = launch(study, results, slurm_partition, capsys)
     (trial,) = trials(results, "preempted")
     wait_for(lambda: checkpoint_epoch(trial.user_attrs["run_dir"]) >= 2, 300, "a checkpoint of 2 epochs")
     # A job of the higher-priority partition that needs the whole node: SLURM preempts the run
