@@ -65,8 +65,9 @@ def torchrun_result(tmp_path_factory):
                           json.dumps(run.config.to_dict()), str(folder / "run"), str(folder)],
                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=REPO,
                          timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads((folder / "result0.json").read_text())
+    result = folder / "result0.json"
+    assert out.returncode == 0 and result.is_file(), out.stdout[-2000:] + out.stderr[-3000:]
+    return json.loads(result.read_text())
 
 
 def launch(path: Path, results: Path, partition: str, capsys) -> list[str]:
