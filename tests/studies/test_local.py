@@ -2,6 +2,7 @@
 ledger, real sacred records, real signals."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -179,11 +180,19 @@ def test_requeue_on_simulated_timeout_resumes_from_the_checkpoint(write_study, t
     assert sorted(p.name for p in extra.iterdir() if p.name != "_sources") == [run_id, f"{run_id}.r1"]
 
 
-def children(pid: int) -> list[int]:
+def signal_children(pid: int, signum: int) -> int:
+    """Send ``signum`` to the child processes of ``pid``; how many got it (a DataLoader worker
+    may end with its epoch between being listed and being signalled)."""
     try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        pids = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
-        return []
+        return 0
+    hit = 0
+    for child in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+            hit += 1
+    return hit
 
 
 def test_a_data_loading_worker_signalled_to_requeue_leaves_it_to_its_job(write_study, tmp_path):
@@ -196,9 +205,8 @@ def test_a_data_loading_worker_signalled_to_requeue_leaves_it_to_its_job(write_s
     proc = launcher(path, "--results", results)
     try:
         (trial,) = wait_for(lambda: running_with_checkpoint(results, "workers", 1, 1), 120, "the run to train")
-        workers = wait_for(lambda: children(trial.user_attrs["worker_pid"]), 60, "its data-loading workers")
-        for pid in workers:
-            os.kill(pid, signal.SIGUSR2)
+        wait_for(lambda: signal_children(trial.user_attrs["worker_pid"], signal.SIGUSR2), 60,
+                 "its data-loading workers")
         out = proc.communicate(timeout=240)[0]
     finally:
         proc.kill()
