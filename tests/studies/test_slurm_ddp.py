@@ -31,8 +31,8 @@ DDP_SET = {**MICRO_SET, **SLOW_EPOCHS, "epochs": 10}
 TWO_TASKS = {"tasks_per_node": 2, "cpus_per_task": 1, "mem_gb": 2, "time_min": 10}
 RESULT_KEYS = ("knn_top1", "knn_top5", "student_knn_top1", "student_knn_top5", "loss", "target_entropy", "kl",
                "student_entropy", "collapse")
-# each rank writes its result to a file of its own: two ranks' lines on one shared stdout pipe can
-# interleave, which once left no line of rank 0 to read
+# each rank writes its result to a file of its own: torchrun's captured stdout once held no line of
+# rank 0's (cause not found, exit code 0, the run complete), and a file does not depend on it
 _TORCHRUN_SCRIPT = """
 import json, sys
 from pathlib import Path
