@@ -40,6 +40,20 @@ def test_same_seed_same_views_other_seed_other_views():
     assert not any(torch.equal(a, b) for a, b in zip(first, other))
 
 
+def test_a_view_is_the_same_whichever_views_are_augmented_beside_it():
+    """Views of one size are augmented as one batch, yet the globals and the first local come out
+    bit for bit as they do with fewer locals beside them: each view draws its own numbers, in
+    view order."""
+    images = torch.randint(0, 256, (6, 3, 28, 28), dtype=torch.uint8)
+    many, one = (run(CropsConfig(n_local=n, global_size=32, local_size=16), images, seed=3,
+                     mean=MEAN * 3, std=STD * 3) for n in (6, 1))
+    assert all(torch.equal(a, b) for a, b in zip(many[:3], one))
+    cropped_views = [torch.randint(0, 256, (6, 1, s, s), dtype=torch.uint8) for s in (32, 32, 16, 16, 16)]
+    three, single = (run(CropsConfig(n_local=n, global_size=32, local_size=16), cropped_views[:2 + n], seed=3)
+                     for n in (3, 1))
+    assert all(torch.equal(a, b) for a, b in zip(three[:3], single))
+
+
 def smooth_image(batch, size=28):
     i = torch.arange(size, dtype=torch.float64)
     wave = torch.sin(2 * math.pi * i / size)[:, None] * torch.cos(2 * math.pi * i / (2 * size))[None, :]
