@@ -39,25 +39,21 @@ class DINOLoss(nn.Module):
         if teacher_output.shape[0] != 2 * batch or student_output.shape[0] % batch:
             raise ValueError(f"teacher_output has {teacher_output.shape[0]} rows and student_output "
                              f"{student_output.shape[0]}: expected 2*B teacher rows and n_views*B student rows")
-        student_logp = F.log_softmax(student_output.float() / self.student_temp, dim=-1).chunk(
-            student_output.shape[0] // batch)
-        teacher_p = self.targets(teacher_output, teacher_temp).chunk(2)
-
-        total, terms = 0.0, 0
-        for t, p_t in enumerate(teacher_p):
-            for s, logp_s in enumerate(student_logp):
-                if s == t:
-                    continue  # a view is never its own target
-                total = total + torch.sum(-p_t * logp_s, dim=-1).mean()
-                terms += 1
-        loss = total / terms
+        views = student_output.shape[0] // batch
+        student_logp = F.log_softmax(student_output.float() / self.student_temp, dim=-1)
+        teacher_p = self.targets(teacher_output, teacher_temp)
+        # The sum over every (teacher view t, student view s != t) pair of sum_k P_t log P_s is the
+        # sum over all pairs, (sum_t P_t) . (sum_s log P_s), less the pairs s = t: a few whole-batch
+        # operations instead of a handful per pair, forward and backward.
+        logp, p = student_logp.view(views, batch, -1), teacher_p.view(2, batch, -1)
+        cross = (p.sum(0) * logp.sum(0)).sum() - (p * logp[:2]).sum()
+        loss = -cross / (batch * (2 * views - 2))
         with torch.no_grad():
-            # each teacher view is paired with the same number of student views, so the mean over
-            # pairs of h(P_t) is the mean over both teacher views
-            self.target_entropy = torch.stack([_entropy(p) for p in teacher_p]).mean()
+            # each view holds the same number of rows, so the mean over views of a batch mean is
+            # the mean over all rows: of h(P_t) over both teacher views, of h(P_s) over all views
+            self.target_entropy = _entropy(teacher_p)
             self.kl = loss.detach() - self.target_entropy
-            self.student_entropy = torch.stack([-(logp.exp() * logp).sum(dim=-1).mean()
-                                                for logp in student_logp]).mean()
+            self.student_entropy = -(student_logp.exp() * student_logp).sum(dim=-1).mean()
         self.update_center(teacher_output)
         return loss
 
