@@ -8,10 +8,17 @@ against the measured peak of their precision), attention, casts and copies, laye
 activations, the optimizer, and what is left. A bf16 step that is no faster than fp32 on some CPU
 shows here whether its matmul kernels are slow there (matmul GFLOP/s far under the peak) or
 whether the time went to work around them (casts, attention, small elementwise operators).
+
+It also times the step at three batch sizes and fits a line: the intercept is what a step costs
+whatever its size (operator dispatch, autograd, module calls, the optimizer over every weight),
+the slope what each image adds. A faster variant shortens only the slope, so the ratio of the
+slopes is the most its step can gain over plain while the step runs eagerly, operator by
+operator.
 """
 from __future__ import annotations
 
 import itertools
+import statistics
 from typing import Any
 
 import torch
@@ -71,7 +78,22 @@ def bench_ops(config: DINOConfig, device: torch.device, warmup: int, iters: int,
                 step(i)
         out["variants"][name] = _summarise(prof.key_averages(), iters, matmul_flops, peaks.get(cfg.precision))
         print(f"[ops {name}] {out['variants'][name]['total_ms']:.1f} ms of operators per step", flush=True)
+        out["variants"][name]["per_batch"] = _fixed_cost(name, cfg, env, warmup, iters)
     return out
+
+
+def _fixed_cost(name: str, config: DINOConfig, env: DistEnv, warmup: int, iters: int) -> dict[str, Any]:
+    """Median step seconds at batch sizes of 1/16, 1/4 and all of ``config``'s, and the least-squares
+    line through them: ``fixed_s`` per step plus ``per_image_s`` per image."""
+    sizes = sorted({max(2, config.batch_size // 16), max(2, config.batch_size // 4), config.batch_size})
+    medians = []
+    for size in sizes:
+        run = _Timed(name, config.replace({"batch_size": size}), synthetic_data(config, 2 * size), env)
+        batches = [images for images, _ in itertools.islice(iter(run.run.loader), 2)]
+        times = [run.step(batches[i % 2]) for i in range(warmup + iters)][warmup:]
+        medians.append(statistics.median(times))
+    per_image, fixed = statistics.linear_regression(sizes, medians)
+    return {"batch_sizes": sizes, "s_per_iter": medians, "fixed_s": fixed, "per_image_s": per_image}
 
 
 def _summarise(events, iters: int, matmul_flops: int, peak: float | None) -> dict[str, Any]:
@@ -110,8 +132,15 @@ def ops_report(r: dict[str, Any]) -> str:
         rate.append(f"{name} {v['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s{share}")
     top = [[name, o["op"], f"{o['ms_per_step']:.2f}", f"{o['calls_per_step']:.0f}"]
            for name in names for o in r["variants"][name]["ops"][:6]]
+    plain, fast = (r["variants"][n]["per_batch"] for n in (names[0], names[-1]))
+    lines = "; ".join(f"{n} {1e3 * v['per_batch']['fixed_s']:.1f} ms + {1e3 * v['per_batch']['per_image_s']:.2f} ms "
+                      "per image" for n, v in r["variants"].items())
+    ceiling = (f"step against batch size (batches {', '.join(map(str, plain['batch_sizes']))}): {lines}; the "
+               f"per-image cost alone is x{plain['per_image_s'] / fast['per_image_s']:.2f} faster in "
+               f"{names[-1]}, the most its eager step can gain over {names[0]}")
     return "\n".join([
         f"where the step's time goes: self CPU ms per step (share) over {r['iters']} profiled steps, {r['shape']}",
         _table(["kind"] + names, rows),
         "matmuls reach " + "; ".join(rate),
-        _table(["variant", "top operators", "ms/step", "calls/step"], top)])
+        _table(["variant", "top operators", "ms/step", "calls/step"], top),
+        ceiling])
