@@ -83,14 +83,15 @@ def bench_ops(config: DINOConfig, device: torch.device, warmup: int, iters: int,
 
 
 def _fixed_cost(name: str, config: DINOConfig, env: DistEnv, warmup: int, iters: int) -> dict[str, Any]:
-    """Median step seconds at batch sizes of 1/16, 1/4 and all of ``config``'s, and the least-squares
-    line through them: ``fixed_s`` per step plus ``per_image_s`` per image."""
+    """Median step seconds (of at least 5 steps, so that one slow step does not move the line) at
+    batch sizes of 1/16, 1/4 and all of ``config``'s, and the least-squares line through them:
+    ``fixed_s`` per step plus ``per_image_s`` per image."""
     sizes = sorted({max(2, config.batch_size // 16), max(2, config.batch_size // 4), config.batch_size})
     medians = []
     for size in sizes:
         run = _Timed(name, config.replace({"batch_size": size}), synthetic_data(config, 2 * size), env)
         batches = [images for images, _ in itertools.islice(iter(run.run.loader), 2)]
-        times = [run.step(batches[i % 2]) for i in range(warmup + iters)][warmup:]
+        times = [run.step(batches[i % 2]) for i in range(warmup + max(iters, 5))][warmup:]
         medians.append(statistics.median(times))
     per_image, fixed = statistics.linear_regression(sizes, medians)
     return {"batch_sizes": sizes, "s_per_iter": medians, "fixed_s": fixed, "per_image_s": per_image}

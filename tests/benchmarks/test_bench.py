@@ -73,7 +73,7 @@ def test_quick_benchmark_writes_every_figure(tmp_path):
         assert v["by_kind_ms"]["matmul"] > 0 and _positive(v["matmul_flops_per_s"])
         assert v["ops"] and all(o["op"].startswith("aten::") for o in v["ops"])
         line = v["per_batch"]  # least squares with an intercept: the residuals sum to zero
-        assert len(line["batch_sizes"]) == len(line["s_per_iter"]) == 3 and line["per_image_s"] > 0
+        assert len(line["batch_sizes"]) == len(line["s_per_iter"]) == 3 and all(map(_positive, line["s_per_iter"]))
         residuals = [t - line["fixed_s"] - line["per_image_s"] * b for b, t in zip(line["batch_sizes"], line["s_per_iter"])]
         assert sum(residuals) == pytest.approx(0.0, abs=1e-9)
     # the same linear layers in both; the profile's attention adds its two matmuls (q k^T, weights v)
