@@ -67,7 +67,7 @@ class MultiCropAugmentation(torch.nn.Module):
         probabilities = [(1.0, 0.0), (0.1, 0.2)] + [(0.5, 0.0)] * crops.n_local
         self.views = [(*crop, *p) for crop, p in zip(view_crops(crops), probabilities)]
         # Consecutive views of one size and scale (the globals, the locals) are augmented as one
-        # batch: the same per-sample math in a tenth of the operator calls, whose fixed cost is
+        # batch: the same per-sample math in a third of the operator calls, whose fixed cost is
         # most of this module's time on CPU at 8 small views, and fewer kernel launches on a GPU.
         self.groups = [_ViewGroup(size, scale, [v[2:] for v in views])
                        for (size, scale), views in itertools.groupby(self.views, key=lambda v: v[:2])]
